@@ -1,0 +1,1 @@
+"""Plugins that ship with bothost, registered through the `bothost` entry-point group."""
