@@ -1,1 +1,321 @@
-def main(): print("hi")
+"""The ``bothost`` command.
+
+Exit statuses (a contract, documented in the README): 0 done, 1 internal error (traceback in
+the log file, one line on the terminal), 2 bad input (usage, config, data files), 3 critical
+alert stop (S1), 4 broker or feed unreachable after retries, 130 interrupted after a clean
+shutdown. Heavy imports happen inside the commands so that ``bothost --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CRITICAL,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+)
+
+#: The embedded default venue and data that `bothost backtest` swaps in for the config's own.
+BACKTEST_BROKER = "sim_broker"
+BACKTEST_FEED = "replay_feed"
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str, status: int) -> None:
+    _console(stderr=True).print(message, markup=False)
+    sys.exit(status)
+
+
+def guarded(fn):
+    """Turn every failure into its exit status: a user mistake never shows a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .config import ConfigError
+        from .errors import InputError
+        from .hookspecs import BrokerUnavailable, CriticalStop
+        from .registry import PluginError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, InputError) as exc:
+            _fail(f"error: {exc}", EXIT_BAD_INPUT)
+        except PluginError as exc:
+            _fail(f"plugin error: {exc}", EXIT_BAD_INPUT)
+        except BrokerUnavailable as exc:
+            _fail(f"unreachable: {exc}", EXIT_UNREACHABLE)
+        except CriticalStop as exc:
+            _fail(exc.alert.render(), EXIT_CRITICAL)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except (SystemExit, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:
+            logging.getLogger("bothost").error("internal error:\n%s", traceback.format_exc())
+            where = _log_file_hint()
+            _fail(f"internal error: {type(exc).__name__}: {exc} (traceback in {where})", EXIT_INTERNAL)
+
+    return wrapper
+
+
+def _log_file_hint() -> str:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    # No run log yet (the failure came before a state folder existed): keep the traceback anyway.
+    fallback = Path.home() / ".bothost-error.log"
+    with open(fallback, "a") as fh:
+        fh.write(traceback.format_exc())
+    return str(fallback)
+
+
+def _load(config: Path, overrides: tuple[str, ...] = (), patch=None):
+    """Plugins + config, validated. ``patch(data, registry)`` may edit the merged data first."""
+    from .config import load, validate
+    from .plugins import load_plugins
+
+    pm, registry, loaded = load_plugins()
+    raw = load(config, overrides)
+    if "notify" not in raw.data and registry.get("notifier", "bell") is not None:
+        raw.data["notify"] = [{"use": "bell"}]  # S1 rings the bell unless the config says otherwise
+    if patch is not None:
+        patch(raw.data, registry)
+    return pm, registry, validate(raw, registry)
+
+
+def _default_state_dir(config: Path, run) -> Path:
+    if getattr(run, "state_dir", None):
+        return Path(run.state_dir)
+    return Path("state") / config.stem
+
+
+def _data_patch(data_file: Path | None, backtest: bool):
+    """Point the config at a data file (and, for a backtest, at the embedded default venue)."""
+    if data_file is None and not backtest:
+        return None
+
+    def patch(data: dict, registry) -> None:
+        if backtest:
+            broker = data.get("broker") if isinstance(data.get("broker"), dict) else {}
+            data["broker"] = broker if broker.get("use") == BACKTEST_BROKER else {"use": BACKTEST_BROKER}
+            feed = data.get("feed") if isinstance(data.get("feed"), dict) else {}
+            if feed.get("use") != BACKTEST_FEED:
+                feed = {"use": BACKTEST_FEED}
+                symbol = _first_symbol(data)
+                if symbol:
+                    feed["symbol"] = symbol
+            data["feed"] = feed
+        if data_file is not None:
+            feed = data.get("feed")
+            kind = registry.get("feed", feed.get("use")) if isinstance(feed, dict) else None
+            if kind is None or "data" not in kind.model.model_fields:
+                from .errors import InputError
+
+                raise InputError(f"--data needs a feed that replays a file; this config's feed is "
+                                 f"{feed.get('use') if isinstance(feed, dict) else feed!r}",
+                                 hint=f"use `bothost backtest` or a config whose feed is `use: {BACKTEST_FEED}`")
+            feed.pop("synthetic", None)
+            feed["data"] = str(data_file.resolve())
+
+    return patch
+
+
+def _first_symbol(data: dict) -> str | None:
+    for strategy in data.get("strategies") or []:
+        if isinstance(strategy, dict) and isinstance(strategy.get("symbol"), str):
+            return strategy["symbol"]
+    return None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bothost")
+def cli() -> None:
+    """bothost: run automated trading bots made of plugins (a broker, a feed, strategies).
+
+    Exit statuses: 0 done, 1 internal error, 2 bad input, 3 critical alert stop,
+    4 broker or feed unreachable, 130 interrupted.
+    """
+
+
+@cli.command()
+@guarded
+def plugins() -> None:
+    """List the installed plugins: kind, name, package, version."""
+    from rich.table import Table
+
+    from .plugins import load_plugins
+
+    _, registry, _ = load_plugins()
+    table = Table(title="bothost plugins")
+    for col in ("kind", "name", "package", "version", "summary"):
+        table.add_column(col)
+    for k in registry.all():
+        table.add_row(k.kind, k.name, k.package, k.version, k.summary)
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="override a config value")
+@guarded
+def validate(config: Path, overrides: tuple[str, ...]) -> None:
+    """Check CONFIG (exit 0) or say what is wrong with it, where, and how to fix it (exit 2)."""
+    _, _, run = _load(config, overrides)
+    names = ", ".join(s.id for s in run.strategies)
+    _console().print(f"{config}: ok (mode {run.mode}, broker {run.broker.use}, feed {run.feed.use}, "
+                     f"strategies {names})", markup=False)
+
+
+@cli.group()
+def config() -> None:
+    """Inspect configs."""
+
+
+@config.command("show")
+@click.argument("config_file", metavar="CONFIG", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@guarded
+def config_show(config_file: Path, overrides: tuple[str, ...]) -> None:
+    """Print CONFIG merged (extends, ${ENV}, --set) with secrets masked."""
+    from .config import dump_yaml, load, mask
+
+    raw = load(config_file, overrides)
+    click.echo(dump_yaml(mask(raw.data)), nl=False)
+
+
+def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Path | None,
+         backtest: bool, verify_skips: bool, progress: bool, verbose: bool) -> None:
+    import asyncio
+
+    from .logs import setup_logging
+    from .run import RunOptions, execute
+
+    pm, registry, run = _load(config, overrides, _data_patch(data, backtest))
+    if backtest:
+        out = out or Path("out") / f"{config.stem}-backtest"
+        state = state or out / "state"
+        if state.exists():
+            shutil.rmtree(state)  # a backtest is always a fresh run
+    else:
+        state = state or _default_state_dir(config, run)
+        out = out or state / "out"
+    console = _console()
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    setup_logging(state / "bot_log.txt", _console(stderr=True), verbose)
+    opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
+                      progress=progress and console.is_terminal, title=f"{config.name}")
+    result = asyncio.run(execute(run, pm, opts, console))
+    _print_summary(console, result.summary, out)
+    if result.status == "critical":
+        _console(stderr=True).print(result.summary.get("alert", "critical alert"), markup=False)
+        sys.exit(EXIT_CRITICAL)
+    if result.status == "interrupted":
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _print_summary(console, summary: dict, out: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title="run summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if key in ("alert", "bad_rows_by_reason") or isinstance(value, dict):
+            continue
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+    if out is not None and (out / "fills.csv").exists():
+        console.print(f"outputs: {out}/fills.csv, summary.json, equity.png", markup=False)
+
+
+_run_options = [
+    click.argument("config", type=click.Path(path_type=Path)),
+    click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="override a config value"),
+    click.option("--state", type=click.Path(path_type=Path), help="state folder (default state/<config name>/)"),
+    click.option("--out", type=click.Path(path_type=Path), help="where fills.csv, summary.json, equity.png go"),
+    click.option("--data", type=click.Path(path_type=Path), help="replay this CSV/Parquet file"),
+    click.option("--verify-skips", is_flag=True, help="handle every tick and prove the skipped ones were quiet"),
+    click.option("--progress/--no-progress", default=True, help="progress bar on a terminal"),
+    click.option("-v", "--verbose", is_flag=True, help="log every event to the terminal too"),
+]
+
+
+def _with_run_options(fn):
+    for option in reversed(_run_options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@_with_run_options
+@guarded
+def run(config, overrides, state, out, data, verify_skips, progress, verbose) -> None:
+    """Run the bot a CONFIG describes (live, paper, or a resumable replay)."""
+    _run(config, overrides, state, out, data, False, verify_skips, progress, verbose)
+
+
+@cli.command()
+@_with_run_options
+@guarded
+def backtest(config, overrides, state, out, data, verify_skips, progress, verbose) -> None:
+    """A fresh replay of CONFIG's strategies on the simulated venue (the config's broker and
+    feed are replaced by sim_broker and a replay of --data, or synthetic data without it)."""
+    _run(config, overrides, state, out, data, True, verify_skips, progress, verbose)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--state", type=click.Path(path_type=Path), help="state folder (default state/<config name>/)")
+@guarded
+def status(config: Path, state: Path | None) -> None:
+    """Show a run's open lots, live orders, position, P&L and last reconstruct."""
+    from .status import render_status
+
+    _, _, run = _load(config)
+    state = state or _default_state_dir(config, run)
+    render_status(_console(), state)
+
+
+@cli.group()
+def data() -> None:
+    """Make and inspect replay data."""
+
+
+@data.command("synth")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="CSV file to write")
+@click.option("--bars", default=100_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=42, show_default=True)
+@click.option("--volatility", default=0.6, show_default=True, help="annualised")
+@click.option("--start-price", default=50.0, show_default=True)
+@click.option("--interval", default=60, show_default=True, help="bar size in seconds")
+@guarded
+def data_synth(out: Path, bars: int, seed: int, volatility: float, start_price: float, interval: int) -> None:
+    """Write seeded synthetic one-minute bars (geometric Brownian motion) to a CSV file."""
+    from bothost_plugins.replay_feed.synthetic import write_csv  # the embedded default's generator
+
+    write_csv(out, bars=bars, seed=seed, volatility=volatility, start_price=start_price, interval=interval)
+    _console().print(f"wrote {bars:,} bars to {out}", markup=False)
+
+
+def main() -> None:
+    cli(prog_name="bothost")
+
+
+__all__ = ["cli", "main", "EXIT_OK"]

@@ -144,6 +144,16 @@ def on_stop(ctx: StrategyContext) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def describe_order_ref(ref: str) -> dict[str, Any] | None:
+    """Explain an order tag for reports and ``bothost status``, or None if it is not yours.
+
+    Return a dict with any of: ``level`` (int), ``role`` (str), ``purchase`` (Decimal: the BUY
+    price a SELL closes, so realized P&L is per lot rather than average cost). The first plugin
+    that recognises the tag answers.
+    """
+
+
 @hookspec
 def on_alert(ctx: StrategyContext | None, alert: Alert) -> None:
     """A critical alert was raised (S1). Notifiers deliver it; the host then stops with exit 3.
@@ -278,6 +288,13 @@ class MatchingVenue(Protocol):
 
     def checkpoint(self) -> None:
         """Commit the venue's state (orders, executions, positions, cash, clock) durably."""
+
+    @property
+    def clock_ns(self) -> int | None:
+        """Time of the last tick the venue processed (None: none yet); a replay resumes after it."""
+
+    def iter_executions(self, since_ns: int | None = None) -> Iterator[Fill]:
+        """Every execution the venue keeps, oldest first, streamed (for fills.csv)."""
 
 
 class BrokerUnavailable(Exception):

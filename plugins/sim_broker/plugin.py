@@ -1,1 +1,115 @@
-x=1
+"""The ``sim_broker`` plugin: the paper venue as a broker like any other.
+
+A strategy cannot tell it from a real broker: orders go in through ``place``/``cancel``, fills
+and status changes come back as events, and reconstruct reads a snapshot. It also matches
+orders against the feed's ticks itself (the engine's ``MatchingVenue`` protocol).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bothost.hookspecs import BuildEnv, Emit, hookimpl
+from bothost.model import BrokerSnapshot, Fill, OrderRequest
+
+from .store import VenueStore
+from .venue import Commission, Venue
+
+
+class SimBrokerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    commission_per_share: Decimal = Field(Decimal("0.005"), ge=0, description="dollars a share")
+    commission_min: Decimal = Field(Decimal("1.00"), ge=0, description="dollars per execution")
+    partial_fill_shares: int | None = Field(
+        None, gt=0, description="fill at most this many shares of an order per tick (for tests)")
+    database: str = Field("venue.sqlite", description="file name in the run's state folder")
+
+
+class SimBroker:
+    """Broker + MatchingVenue over :class:`Venue`, persisted by :class:`VenueStore`."""
+
+    name = "sim_broker"
+
+    def __init__(self, config: SimBrokerConfig, env: BuildEnv):
+        self.config = config
+        self.path = env.state_dir / config.database
+        self.store: VenueStore | None = None
+        self.venue: Venue | None = None
+        self._emit: Emit = lambda event: None
+
+    # Broker -------------------------------------------------------------------------------
+    def bind(self, emit: Emit) -> None:
+        self._emit = emit
+        if self.venue is not None:
+            self.venue.emit = emit
+
+    async def connect(self) -> None:
+        self.open()
+
+    def open(self) -> None:
+        if self.venue is not None:
+            return
+        commission = Commission(self.config.commission_per_share, self.config.commission_min)
+        self.venue = Venue(self._emit, commission, self.config.partial_fill_shares)
+        self.store = VenueStore(self.path)
+        self.store.load(self.venue)
+
+    async def snapshot(self, executions_since_ns: int | None) -> BrokerSnapshot:
+        self.checkpoint()
+        venue = self.venue
+        return BrokerSnapshot(
+            time_ns=venue.clock_ns or 0,
+            open_orders=venue.open_orders(),
+            executions=tuple(self.store.iter_executions(executions_since_ns)),
+            positions=venue.positions(),
+        )
+
+    def place(self, order: OrderRequest) -> str:
+        return self.venue.place(order)
+
+    def cancel(self, order_id: str) -> None:
+        self.venue.cancel(order_id)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            self.checkpoint()
+            self.store.close()
+            self.store = None
+            self.venue = None
+
+    # MatchingVenue ------------------------------------------------------------------------
+    @property
+    def clock_ns(self) -> int | None:
+        """Time of the last tick the venue processed: a resumed replay starts after it."""
+        return self.venue.clock_ns
+
+    def match(self, time_ns: int, price: int) -> Iterator[Fill]:
+        return self.venue.match(time_ns, price)
+
+    def quiet_band(self) -> tuple[int, int]:
+        return self.venue.quiet_band()
+
+    def advance(self, time_ns: int, price: int) -> None:
+        self.venue.advance(time_ns, price)
+
+    def checkpoint(self) -> None:
+        self.store.checkpoint(self.venue)
+
+    def iter_executions(self, since_ns: int | None = None) -> Iterator[Fill]:
+        """Every execution of the account, oldest first (for fills.csv)."""
+        self.checkpoint()
+        return self.store.iter_executions(since_ns)
+
+
+def make_sim_broker(config: SimBrokerConfig, env: BuildEnv) -> SimBroker:
+    return SimBroker(config, env)
+
+
+@hookimpl
+def bothost_register(registry) -> None:
+    registry.add_broker("sim_broker", SimBrokerConfig, make_sim_broker,
+                        summary="simulated paper venue (SQLite-backed, resumable)")

@@ -1,0 +1,320 @@
+"""The engine: one ordered stream of events, each handled to the end before the next.
+
+Ticks, fills, order updates, timers and connection changes all go through :meth:`Engine.dispatch`
+(live) or the replay driver (``replay.py``), one at a time. There is no lock anywhere: a strategy's
+cancel and a fill of the same order can never interleave, because nothing else runs while a hook
+runs. Where does a fill go? ``Engine.dispatch`` -> ``_on_fill`` -> the owning strategy's
+``on_fill`` hook (and every observer's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from .context import HostContext
+from .hookspecs import Broker, CriticalStop, MatchingVenue
+from .model import (
+    Alert,
+    ConnectionEvent,
+    ConnectionState,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    Tick,
+)
+from .state import StateStore
+
+log = logging.getLogger("bothost.engine")
+
+FINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
+HOOKS = ("reconstruct", "on_start", "on_tick", "on_fill", "on_order_update", "on_timer",
+         "on_connection", "on_stop")
+
+
+@dataclass(frozen=True, slots=True)
+class TimerDue:
+    ctx: HostContext
+    name: str
+    time_ns: int
+
+
+class Timers:
+    """Strategy timers on the host clock. Setting a name again replaces the earlier one."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[int, int, HostContext, str]] = []
+        self.current: dict[tuple[int, str], int] = {}  # (id(ctx), name) -> seq of the live one
+        self.seq = 0
+
+    def set(self, ctx: HostContext, name: str, time_ns: int) -> None:
+        self.seq += 1
+        self.current[(id(ctx), name)] = self.seq
+        heapq.heappush(self.heap, (time_ns, self.seq, ctx, name))
+
+    def next_time(self) -> int | None:
+        while self.heap and self.current.get((id(self.heap[0][2]), self.heap[0][3])) != self.heap[0][1]:
+            heapq.heappop(self.heap)  # replaced by a later set()
+        return self.heap[0][0] if self.heap else None
+
+    def pop_due(self, now_ns: int) -> list[TimerDue]:
+        due = []
+        while (t := self.next_time()) is not None and t <= now_ns:
+            _, _, ctx, name = heapq.heappop(self.heap)
+            del self.current[(id(ctx), name)]
+            due.append(TimerDue(ctx, name, t))
+        return due
+
+
+@dataclass
+class Counters:
+    ticks: int = 0  # ticks the feed delivered
+    handled_ticks: int = 0  # ticks the engine handled (the rest were provably quiet)
+    bad_ticks: int = 0
+    fills: int = 0
+    orders_placed: int = 0
+    orders_cancelled: int = 0
+    reconstructs: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, *, pm: pluggy.PluginManager, broker: Broker, strategies: list[tuple[str, object]],
+                 state: StateStore, live_state_flush: bool = True, stale_after_ns: int | None = None):
+        self.pm = pm
+        self.broker = broker
+        self.venue: MatchingVenue | None = broker if isinstance(broker, MatchingVenue) else None
+        self.state = state
+        self.timers = Timers()
+        self.counters = Counters()
+        self.now_ns = 0
+        self.stale_after_ns = stale_after_ns
+        self.live_state_flush = live_state_flush
+        self.pending: collections.deque = collections.deque()
+        self.alert: Alert | None = None
+        self.stopping = False
+        self._state_dirty = False
+        self._wakeup: asyncio.Event | None = None
+        self._last_tick_ns: dict[str, int] = {}
+        self.contexts: list[HostContext] = []
+        for sid, instance in strategies:
+            symbol = getattr(instance, "symbol", None)
+            self.contexts.append(HostContext(self, sid, symbol, instance))
+            pm.register(instance, name=f"strategy:{sid}")
+        self.owner: dict[str, HostContext] = {}
+        # Each strategy's hooks reach that strategy and every observer, never another strategy.
+        self.callers: dict[int, Any] = {}
+        for ctx in self.contexts:
+            others = [c.instance for c in self.contexts if c is not ctx]
+            self.callers[id(ctx)] = {h: pm.subset_hook_caller(h, others) for h in HOOKS}
+        broker.bind(self.emit)
+
+    # -------------------------------------------------------------------- orders out
+    def place(self, ctx: HostContext, order: OrderRequest) -> str:
+        if self.stopping:
+            raise CriticalStop(self.alert) if self.alert else RuntimeError("the host is stopping")
+        order_id = self.broker.place(order)
+        self.owner[order_id] = ctx
+        self.counters.orders_placed += 1
+        return order_id
+
+    def cancel(self, ctx: HostContext, order_id: str) -> None:
+        if self.stopping and self.alert:
+            raise CriticalStop(self.alert)  # S1: the broker's orders stay as they are
+        self.counters.orders_cancelled += 1
+        self.broker.cancel(order_id)
+
+    # -------------------------------------------------------------------- events in
+    def emit(self, event: object) -> None:
+        """Where brokers and feeds hand events in. Queued; handled in order, one at a time."""
+        self.pending.append(event)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def drain(self) -> None:
+        pending = self.pending
+        while pending:
+            self.dispatch(pending.popleft())
+
+    def dispatch(self, event: object) -> None:
+        if isinstance(event, Tick):
+            self.on_live_tick(event)
+        elif isinstance(event, Fill):
+            self._on_fill(event)
+        elif isinstance(event, OrderUpdate):
+            self._on_order_update(event)
+        elif isinstance(event, TimerDue):
+            self.call(event.ctx, "on_timer", name=event.name, time_ns=event.time_ns)
+        elif isinstance(event, ConnectionEvent):
+            self._on_connection(event)
+        else:
+            log.warning("ignored an event of unknown type %r", type(event).__name__)
+
+    def call(self, ctx: HostContext, hook: str, **kwargs) -> None:
+        self.callers[id(ctx)][hook](ctx=ctx, **kwargs)
+
+    def owner_of(self, order_id: str, ref: str, symbol: str) -> HostContext | None:
+        ctx = self.owner.get(order_id)
+        if ctx is None:
+            # An order from before a restart: its tag names the strategy; an untagged (legacy)
+            # order goes to the strategy trading its symbol.
+            ctx = next((c for c in self.contexts if ref.startswith(c.tag_prefix)), None)
+            if ctx is None and not ref:
+                ctx = next((c for c in self.contexts if c.symbol in (None, symbol)), None)
+            if ctx is not None:
+                self.owner[order_id] = ctx
+        return ctx
+
+    def _on_fill(self, fill: Fill) -> None:
+        self.counters.fills += 1
+        ctx = self.owner_of(fill.order_id, fill.ref, fill.symbol)
+        if ctx is None:
+            log.warning("fill of an order no strategy owns: %s", fill)
+            return
+        self.call(ctx, "on_fill", fill=fill)
+        self.state_changed()
+
+    def _on_order_update(self, update: OrderUpdate) -> None:
+        ctx = self.owner_of(update.order_id, update.ref, update.symbol)
+        if update.status in FINAL_STATUSES:
+            self.owner.pop(update.order_id, None)
+        if update.status is OrderStatus.REJECTED:
+            log.warning("order %s rejected: %s", update.order_id, update.message)
+        if ctx is not None:
+            self.call(ctx, "on_order_update", update=update)
+            self.state_changed()
+
+    def _on_connection(self, event: ConnectionEvent) -> None:
+        log.warning("%s connection %s %s", event.source, event.state.value, event.message)
+        for ctx in self.contexts:
+            self.call(ctx, "on_connection", event=event)
+        if event.state is ConnectionState.RESTORED:
+            # Fills during the outage are in the snapshot's executions (Reconstruct 1).
+            asyncio.get_running_loop().create_task(self._reconstruct_after_reconnect())
+
+    async def _reconstruct_after_reconnect(self) -> None:
+        try:
+            await self.reconstruct()
+        except CriticalStop:
+            self.stopping = True
+            if self._wakeup:
+                self._wakeup.set()
+
+    def valid_tick(self, tick: Tick) -> str:
+        """Why a live tick must not move a strategy (S3), or ''."""
+        if type(tick.price) is not int or tick.price <= 0:
+            return "price not a positive number"
+        if tick.bid is not None and tick.ask is not None and (tick.bid <= 0 or tick.ask < tick.bid):
+            return "crossed or non-positive quote"
+        last = self._last_tick_ns.get(tick.symbol)
+        if last is not None and tick.time_ns < last:
+            return "time went backwards"
+        if self.stale_after_ns is not None and time.time_ns() - tick.time_ns > self.stale_after_ns:
+            return "stale"
+        return ""
+
+    def on_live_tick(self, tick: Tick) -> None:
+        self.counters.ticks += 1
+        reason = self.valid_tick(tick)
+        if reason:
+            self.counters.bad_ticks += 1
+            n = self.counters.by_reason[reason] = self.counters.by_reason.get(reason, 0) + 1
+            if n <= 10 or n % 1000 == 0:
+                log.warning("bad tick ignored (%s, %d so far): %s", reason, n, tick)
+            return
+        self._last_tick_ns[tick.symbol] = tick.time_ns
+        self.handle_tick(tick.time_ns, tick.price, tick)
+
+    def handle_tick(self, time_ns: int, price: int, tick: Tick | None = None, symbol: str | None = None) -> None:
+        """One tick, in the order sim-venue.md fixes: timers, the venue's fills, then on_tick."""
+        self.now_ns = time_ns
+        self.counters.handled_ticks += 1
+        if self.timers.heap:
+            for due in self.timers.pop_due(time_ns):
+                self.dispatch(due)
+        if self.venue is not None:
+            for fill in self.venue.match(time_ns, price):
+                self._on_fill(fill)
+                self.drain()  # cancels/updates caused by that fill, before the next fill
+        self.drain()
+        if tick is None:
+            tick = Tick(time_ns, symbol, price)
+        for ctx in self.contexts:
+            if ctx.symbol is None or ctx.symbol == tick.symbol:
+                wakes = ctx.wakes
+                while wakes and wakes[0] <= time_ns:
+                    heapq.heappop(wakes)
+                self.call(ctx, "on_tick", tick=tick)
+                self.drain()
+
+    # -------------------------------------------------------------------- lifecycle
+    async def reconstruct(self, since_ns: int | None = None) -> None:
+        snapshot = await self.broker.snapshot(since_ns)
+        self.counters.reconstructs += 1
+        self.now_ns = max(self.now_ns, snapshot.time_ns)
+        for order in snapshot.open_orders:
+            self.owner_of(order.order_id, order.ref, order.symbol)
+        for ctx in self.contexts:
+            self.call(ctx, "reconstruct", snapshot=snapshot)
+            self.drain()
+        self.state_changed()
+
+    def start(self) -> None:
+        for ctx in self.contexts:
+            self.call(ctx, "on_start")
+            self.drain()
+
+    def stop(self) -> None:
+        for ctx in self.contexts:
+            self.call(ctx, "on_stop")
+        self.drain()
+        self.flush_state()
+
+    def state_changed(self) -> None:
+        self._state_dirty = True
+        if self.live_state_flush:
+            self.flush_state()
+
+    def flush_state(self) -> None:
+        if self._state_dirty:
+            self.state.flush()
+            self._state_dirty = False
+
+    def raise_alert(self, alert: Alert, ctx: HostContext | None) -> None:
+        """S1: record the alert and tell every notifier. The caller then raises CriticalStop."""
+        if self.alert is not None:
+            return
+        self.alert = alert
+        self.stopping = True
+        log.critical(alert.render())
+        self.pm.hook.on_alert(ctx=ctx, alert=alert)
+
+    async def run_live(self, feed) -> None:
+        """Live (or paper on live data): events from the broker's and feed's callbacks, in order."""
+        self._wakeup = asyncio.Event()
+        feed_task = asyncio.get_running_loop().create_task(feed.stream(self.emit))
+        try:
+            while not self.stopping:
+                timer_at = self.timers.next_time()
+                timeout = None if timer_at is None else max(0.0, (timer_at - time.time_ns()) / 1e9)
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                except TimeoutError:
+                    pass
+                self._wakeup.clear()
+                for due in self.timers.pop_due(time.time_ns()):
+                    self.emit(due)
+                self.drain()
+                if feed_task.done():
+                    feed_task.result()  # re-raise a feed failure; a clean end stops the run
+                    break
+        finally:
+            feed_task.cancel()

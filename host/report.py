@@ -1,0 +1,181 @@
+"""What a run leaves behind: fills.csv, summary.json and equity.png.
+
+Everything here is computed from the venue's executions (never from a strategy's memory), so
+a run that was killed and resumed writes the same fills.csv as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from .model import CENT, Fill, Side
+
+FILLS_HEADER = ["time", "symbol", "side", "level", "quantity", "price", "commission", "order_id", "order_ref"]
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+
+
+def money(value: Decimal) -> str:
+    """Cents when exact (1.00), all digits otherwise (0.0125): never a silent rounding."""
+    q = value.quantize(CENT)
+    return str(q) if q == value else str(value.normalize())
+
+
+def iso_time(time_ns: int, tz: ZoneInfo = EXCHANGE_TZ) -> str:
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz)
+    text = stamp.isoformat()
+    if nanos:
+        text = stamp.replace(microsecond=nanos // 1000).isoformat()
+    return text
+
+
+class PriceSampler:
+    """Keeps a bounded picture of the price path: the min and max of fixed buckets per chunk."""
+
+    def __init__(self, per_chunk: int = 256):
+        self.per_chunk = per_chunk
+        self.times: list[np.ndarray] = []
+        self.prices: list[np.ndarray] = []
+
+    def __call__(self, times: np.ndarray, prices: np.ndarray) -> None:
+        n = len(prices)
+        buckets = max(1, min(self.per_chunk, n // 2))
+        edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+        lo = np.minimum.reduceat(prices, edges[:-1])
+        hi = np.maximum.reduceat(prices, edges[:-1])
+        self.times.append(np.repeat(times[edges[:-1]], 2))
+        self.prices.append(np.column_stack([lo, hi]).ravel())
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.times:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(self.times), np.concatenate(self.prices)
+
+
+@dataclass
+class FillStats:
+    buy_fills: int = 0
+    sell_fills: int = 0
+    round_trips: int = 0
+    realized_pnl: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    peak_capital: Decimal = Decimal(0)
+    times: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    cash: list[float] = field(default_factory=list)  # after fees, dollars
+    capital: list[float] = field(default_factory=list)
+    buys: list[tuple[int, float]] = field(default_factory=list)
+    sells: list[tuple[int, float]] = field(default_factory=list)
+
+
+def write_fills(path: Path, fills: Iterable[Fill], describe: Callable[[str], dict | None]) -> FillStats:
+    """Stream the executions to fills.csv and gather what the summary and the plot need."""
+    stats = FillStats()
+    position, cost, cash = 0, Decimal(0), Decimal(0)
+    cache: dict[str, dict | None] = {}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(FILLS_HEADER)
+        for f in fills:
+            info = cache.get(f.ref)
+            if info is None and f.ref not in cache:
+                info = cache[f.ref] = describe(f.ref) if f.ref else None
+            level = "" if not info or info.get("level") is None else info["level"]
+            out.writerow([iso_time(f.time_ns), f.symbol, f.side.value, level, f.quantity,
+                          f"{f.price:.2f}", money(f.commission), f.order_id, f.ref])
+            stats.fees += f.commission
+            if f.side is Side.BUY:
+                stats.buy_fills += 1
+                position += f.quantity
+                cost += f.quantity * f.price
+                cash -= f.quantity * f.price
+                stats.buys.append((f.time_ns, float(f.price)))
+            else:
+                stats.sell_fills += 1
+                purchase = info.get("purchase") if info else None
+                if purchase is None:  # no lot known: average cost
+                    purchase = cost / position if position else f.price
+                stats.realized_pnl += f.quantity * (f.price - Decimal(purchase))
+                cost -= f.quantity * Decimal(purchase) if position else 0
+                position -= f.quantity
+                cash += f.quantity * f.price
+                if f.order_complete:
+                    stats.round_trips += 1
+                stats.sells.append((f.time_ns, float(f.price)))
+            cash -= f.commission
+            stats.peak_capital = max(stats.peak_capital, cost)
+            stats.times.append(f.time_ns)
+            stats.positions.append(position)
+            stats.cash.append(float(cash))
+            stats.capital.append(float(cost))
+    os.replace(tmp, path)
+    return stats
+
+
+def equity_curve(stats: FillStats, sample_t: np.ndarray, sample_p: np.ndarray):
+    """Equity (P&L after fees, marked to the price) and capital committed at each sample."""
+    order = np.argsort(sample_t, kind="stable")
+    t, p = sample_t[order], sample_p[order] / 100.0
+    if len(stats.times):
+        ft = np.asarray(stats.times, dtype=np.int64)
+        idx = np.searchsorted(ft, t, side="right") - 1
+        pos = np.where(idx >= 0, np.asarray(stats.positions)[idx.clip(0)], 0)
+        cash = np.where(idx >= 0, np.asarray(stats.cash)[idx.clip(0)], 0.0)
+        cap = np.where(idx >= 0, np.asarray(stats.capital)[idx.clip(0)], 0.0)
+    else:
+        pos, cash, cap = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
+    return t, p, cash + pos * p, cap
+
+
+def max_drawdown(equity: np.ndarray) -> float:
+    if len(equity) == 0:
+        return 0.0
+    return float(np.max(np.maximum.accumulate(equity) - equity))
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def plot_equity(path: Path, t: np.ndarray, price: np.ndarray, equity: np.ndarray, capital: np.ndarray,
+                stats: FillStats, title: str) -> None:
+    """Price with fills marked, equity and capital committed. Uses the Figure API (no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def dt(ns) -> np.ndarray:
+        return np.asarray(ns, dtype="datetime64[ns]")
+
+    fig = Figure(figsize=(12, 7), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    ax1.plot(dt(t), price, lw=0.6, color="0.35", label="price")
+    for points, marker, color, label in ((stats.buys, "^", "tab:green", "BUY fill"),
+                                         (stats.sells, "v", "tab:red", "SELL fill")):
+        if points:
+            step = max(1, len(points) // 5000)  # a readable picture, not 100k markers
+            pts = np.asarray(points[::step])
+            ax1.scatter(dt(pts[:, 0].astype(np.int64)), pts[:, 1], marker=marker, s=10, color=color,
+                        label=label + (f" (1 in {step})" if step > 1 else ""), zorder=3)
+    ax1.set_ylabel("price ($)")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax1.set_title(title)
+    ax2.plot(dt(t), equity, lw=0.8, color="tab:blue", label="equity (P&L after fees)")
+    ax2.plot(dt(t), capital, lw=0.8, color="tab:orange", label="capital committed")
+    ax2.set_ylabel("$")
+    ax2.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,256 @@
+"""One run, start to finish: build the plugins a config names, reconstruct, run, report.
+
+The same path serves ``bothost run`` (live, paper, or a resumable replay) and
+``bothost backtest`` (a fresh replay on the simulated venue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import report
+from .engine import Engine
+from .errors import InputError
+from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, ReplayFeed
+from .replay import ReplayDriver
+from .state import StateStore, atomic_write_json, ensure_state_dir
+
+log = logging.getLogger("bothost.run")
+
+#: How far back (host clock) a restart asks the broker for executions when a backup exists.
+EXECUTIONS_LOOKBACK_NS = 7 * 24 * 3600 * 1_000_000_000
+
+
+@dataclass
+class RunOptions:
+    state_dir: Path
+    out_dir: Path | None
+    verify_skips: bool = False
+    progress: bool = True
+    title: str = ""
+
+
+@dataclass
+class RunResult:
+    status: str  # done | critical | interrupted
+    summary: dict[str, Any]
+
+
+def build(section, env: BuildEnv):
+    return section.plugin.factory(section.settings, env)
+
+
+def live_guard(run, broker_settings) -> None:
+    """S2: a broker section that points at a live account needs `mode: live`."""
+    is_live = getattr(broker_settings, "is_live", None)
+    if callable(is_live) and is_live() and run.mode != "live":
+        pos = run.where(("broker",)) if hasattr(run, "where") else None
+        raise InputError(
+            "this broker section points at a LIVE account, but the config does not say `mode: live`",
+            getattr(pos, "file", run.path), getattr(pos, "line", None),
+            hint="paper trading is the default; add `mode: live` at the top of the config to trade real money",
+        )
+
+
+async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
+    started = time.perf_counter()
+    state_dir = ensure_state_dir(opts.state_dir)
+    env = BuildEnv(config_path=Path(run.path), state_dir=state_dir, mode=run.mode, log=log)
+    live_guard(run, run.broker.settings)
+    broker = build(run.broker, env)
+    feed = build(run.feed, env)
+    strategies = [(s.id, build(s, env)) for s in run.strategies]
+    for i, section in enumerate(run.notify):
+        pm.register(build(section, env), name=f"notifier:{i}:{section.use}")
+    if hasattr(feed, "open"):
+        feed.open()  # bad data is bad input: fail before anything is placed
+    replay = isinstance(feed, ReplayFeed)
+    state = StateStore(state_dir / "bot_state.json")
+    engine = Engine(pm=pm, broker=broker, strategies=strategies, state=state,
+                    live_state_flush=not replay,
+                    stale_after_ns=None if run.engine.stale_after is None
+                    else int(run.engine.stale_after.total_seconds() * 1e9))
+    log.info("run starting: config %s, state %s, broker %s, feed %s, strategies %s",
+             run.path, state_dir, run.broker.use, run.feed.use, [s.id for s in run.strategies])
+    sampler = report.PriceSampler()
+    status = "done"
+    driver = None
+    try:
+        await broker.connect()
+        await engine.reconstruct(_executions_since(state, strategies))
+        engine.start()
+        if replay:
+            driver = ReplayDriver(engine, feed, skip_quiet_ticks=run.engine.skip_quiet_ticks,
+                                  verify_skips=opts.verify_skips,
+                                  checkpoint_every_s=run.engine.checkpoint_every.total_seconds(),
+                                  on_sample=sampler)
+            with _progress(console, opts.progress and run.engine.progress, feed) as advance:
+                driver.on_progress = advance
+                with _stop_on_signals(lambda: setattr(driver, "interrupted", True)):
+                    await driver.run()
+            if driver.interrupted:
+                status = "interrupted"
+        else:
+            with _stop_on_signals(lambda: setattr(engine, "stopping", True)):
+                await engine.run_live(feed)
+            if engine.alert is None and engine.stopping:
+                status = "interrupted"
+        if engine.alert is not None:
+            raise CriticalStop(engine.alert)
+        engine.stop()
+    except CriticalStop:
+        status = "critical"  # S1: nothing more placed, the broker's orders left in place
+    except BrokerUnavailable:
+        await _close(broker)
+        raise
+    if status == "critical" and engine.venue is not None:
+        engine.venue.checkpoint()
+    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status)
+    _write_status(state_dir, engine, summary)
+    await _close(broker)
+    return RunResult(status, summary)
+
+
+def _executions_since(state: StateStore, strategies) -> int | None:
+    """Executions since the last run's last event, with a margin; all the broker keeps if no backup."""
+    seen = [s.get("last_event_ns") for sid, _ in strategies if (s := state.get(sid))]
+    seen = [t for t in seen if isinstance(t, int)]
+    return min(seen) - EXECUTIONS_LOOKBACK_NS if seen else None
+
+
+async def _close(broker) -> None:
+    try:
+        await broker.close()
+    except Exception:  # closing must never hide the run's own outcome
+        log.exception("broker close failed")
+
+
+async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started, status) -> dict:
+    c = engine.counters
+    feed_stats = feed.stats() if hasattr(feed, "stats") else {}
+    summary: dict[str, Any] = {
+        "status": status,
+        "config": str(run.path),
+        "feed": feed_stats.get("source", run.feed.use),
+        "ticks": c.ticks,
+        "ticks_handled": c.handled_ticks,
+        "bad_rows_skipped": feed_stats.get("bad_rows", 0),
+        "bad_rows_by_reason": feed_stats.get("bad_rows_by_reason", {}),
+        "bad_ticks": c.bad_ticks,
+        "orders_placed": c.orders_placed,
+        "reconstructs": c.reconstructs,
+    }
+    out = opts.out_dir
+    if out is not None and hasattr(broker, "iter_executions"):
+        out.mkdir(parents=True, exist_ok=True)
+        describe = lambda ref: pm.hook.describe_order_ref(ref=ref)  # noqa: E731
+        stats = report.write_fills(out / "fills.csv", broker.iter_executions(None), describe)
+        t, p, equity, capital = report.equity_curve(stats, *sampler.arrays())
+        open_lots = sum(int(ctx.records.get("book", {}).get("open_lots", 0) or 0) for ctx in engine.contexts)
+        summary.update({
+            "fills": stats.buy_fills + stats.sell_fills,
+            "buy_fills": stats.buy_fills,
+            "sell_fills": stats.sell_fills,
+            "round_trips": stats.round_trips,
+            "realized_pnl": str(report.money(stats.realized_pnl)),
+            "fees": str(report.money(stats.fees)),
+            "net_realized_pnl": str(report.money(stats.realized_pnl - stats.fees)),
+            "open_lots": open_lots,
+            "open_position": stats.positions[-1] if stats.positions else 0,
+            "peak_capital_committed": str(report.money(stats.peak_capital)),
+            "max_drawdown": round(report.max_drawdown(equity), 2),
+        })
+        wall = time.perf_counter() - started
+        summary["wall_time_s"] = round(wall, 3)
+        summary["ticks_per_second"] = round(c.ticks / wall) if wall > 0 else None
+        if len(t):
+            report.plot_equity(out / "equity.png", t, p, equity, capital, stats, opts.title or str(run.path))
+        report.write_summary(out / "summary.json", summary)
+    else:
+        wall = time.perf_counter() - started
+        summary["wall_time_s"] = round(wall, 3)
+    if engine.alert is not None:
+        summary["alert"] = engine.alert.render()
+    return summary
+
+
+def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:
+    """What `bothost status` shows: each strategy's records, the run's counters, any alert."""
+    atomic_write_json(state_dir / "status.json", {
+        "strategies": {ctx.strategy_id: ctx.records for ctx in engine.contexts},
+        "summary": summary,
+        "alert": engine.alert.render() if engine.alert else None,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+class _stop_on_signals:
+    """SIGINT/SIGTERM ask for a clean stop (on_stop, state flushed, outputs written)."""
+
+    def __init__(self, request_stop):
+        self.request_stop = request_stop
+
+    def __enter__(self):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal)
+            except (NotImplementedError, RuntimeError):
+                pass
+        return self
+
+    def _on_signal(self):
+        log.warning("stop requested: finishing the current event, then shutting down cleanly")
+        self.request_stop()
+
+    def __exit__(self, *exc):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+        return False
+
+
+class _progress:
+    """A rich progress bar over the replay's ticks (a no-op when not wanted or not a terminal)."""
+
+    def __init__(self, console: Console, enabled: bool, feed):
+        self.enabled = enabled
+        total = None
+        if hasattr(feed, "stats"):
+            total = feed.stats().get("ticks_total")
+        self.total = total
+        self.progress = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("ticks"), TimeElapsedColumn(), console=console,
+                                 transient=True, disable=not enabled)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        task = self.progress.add_task("replay", total=self.total)
+        return lambda n: self.progress.advance(task, n)
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+
+def read_status(state_dir: Path) -> dict | None:
+    path = state_dir / "status.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"status file is not valid JSON ({exc.msg})", path, exc.lineno,
+                         hint="it is rewritten by every run; run the bot again") from exc

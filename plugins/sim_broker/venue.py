@@ -1,0 +1,272 @@
+"""The simulated exchange: an order book matched against ticks, by the rules of sim-venue.md.
+
+Pure in-memory state and logic; persistence lives in ``store.py`` and the broker adapter in
+``plugin.py``. Prices are integer cents (the venue trades in cents); Decimal appears only where
+values leave the venue (fills and snapshots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import ROUND_HALF_UP, Decimal
+
+from bothost.model import (
+    Fill,
+    OpenOrder,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Position,
+    Side,
+)
+
+NO_SELL = 1 << 62  # quiet_band's "hi" with no SELL resting
+AVG_QUANTUM = Decimal("0.000001")  # average fill prices of split fills are kept to 1e-6 dollars
+
+BUY, SELL = Side.BUY, Side.SELL
+LIT = OrderType.LIMIT_IF_TOUCHED
+
+
+class SimOrder:
+    """A working order. Mutable: the venue is its only writer."""
+
+    __slots__ = (
+        "id", "seq", "symbol", "side", "quantity", "filled", "limit", "aux", "order_type", "ref",
+        "placed_ns", "status", "triggered", "fresh", "value", "tif", "outside_rth",
+    )
+
+    def __init__(self, id: int, seq: int, req: OrderRequest, limit: int, aux: int | None, placed_ns: int):
+        self.id = id
+        self.seq = seq
+        self.symbol = req.symbol
+        self.side = req.side
+        self.quantity = req.quantity
+        self.filled = 0
+        self.limit = limit
+        self.aux = aux
+        self.order_type = req.order_type
+        self.ref = req.ref
+        self.placed_ns = placed_ns
+        self.status = OrderStatus.SUBMITTED
+        self.triggered = req.order_type is not LIT
+        self.fresh = False  # marketable on arrival: fills at the next tick's price (rule 2)
+        self.value = 0  # Σ quantity × price in cents, for the average fill price
+        self.tif = req.tif
+        self.outside_rth = req.outside_rth
+
+    def wake_price(self) -> int:
+        """The price at which this order can next change state (trigger or fill)."""
+        return self.limit if self.triggered else self.aux
+
+    def avg_price(self) -> Decimal | None:
+        if not self.filled:
+            return None
+        return (Decimal(self.value) / self.filled / 100).quantize(AVG_QUANTUM, rounding=ROUND_HALF_UP).normalize()
+
+    def to_open_order(self) -> OpenOrder:
+        return OpenOrder(
+            order_id=str(self.id), symbol=self.symbol, side=self.side, quantity=self.quantity,
+            filled=self.filled, limit=Decimal(self.limit).scaleb(-2), order_type=self.order_type,
+            aux=None if self.aux is None else Decimal(self.aux).scaleb(-2), ref=self.ref,
+            placed_ns=self.placed_ns, client_id=0, avg_fill_price=self.avg_price(),
+        )
+
+
+class Commission:
+    """IB fixed pricing by default: $0.005 a share, $1.00 minimum per execution."""
+
+    def __init__(self, per_share: Decimal = Decimal("0.005"), minimum: Decimal = Decimal("1.00")):
+        self.per_share = per_share
+        self.minimum = minimum
+
+    def __call__(self, quantity: int) -> Decimal:
+        return max(self.minimum, self.per_share * quantity)
+
+
+class Venue:
+    """The book. ``emit`` receives OrderUpdate events (cancels, completions, rejections)."""
+
+    def __init__(self, emit: Callable[[object], None], commission: Commission,
+                 partial_fill_shares: int | None = None):
+        self.emit = emit
+        self.commission = commission
+        self.partial_fill_shares = partial_fill_shares
+        self.orders: dict[int, SimOrder] = {}  # every order not finished
+        self.arriving: list[SimOrder] = []  # placed during the current tick: live from the next
+        # Executions not yet checkpointed; older ones live only in the store, so memory stays
+        # flat however long the run.
+        self.unsaved: list[Fill] = []
+        self.dirty_orders: dict[int, SimOrder] = {}
+        self.next_order_id = 1
+        self.next_exec_id = 1
+        self.clock_ns: int | None = None
+        self.last: int | None = None  # cents
+        self.position: dict[str, int] = {}
+        self.cost: dict[str, int] = {}  # cost basis in cents, average-cost method
+        self.cash = 0  # cents, before fees
+        self.fees = Decimal(0)
+        self._band: tuple[int, int] | None = None
+
+    # ---------------------------------------------------------------- orders in
+    def place(self, req: OrderRequest) -> str:
+        oid = self.next_order_id
+        self.next_order_id += 1
+        problem = _check(req)
+        if problem:
+            self.emit(OrderUpdate(str(oid), self.clock_ns or 0, OrderStatus.REJECTED, req.symbol, req.side,
+                                  req.quantity, 0, req.ref, None, problem))
+            return str(oid)
+        limit = int(req.limit * 100)
+        aux = None if req.aux is None else int(req.aux * 100)
+        if req.order_type is LIT and aux is None:
+            aux = limit
+        order = SimOrder(oid, oid, req, limit, aux, self.clock_ns or 0)
+        last = self.last
+        if last is not None:
+            if order.order_type is LIT and not order.triggered:
+                # Rule 4: placed with the market already through its aux, it triggers at once.
+                if (order.side is BUY and last <= aux) or (order.side is SELL and last >= aux):
+                    order.triggered = True
+            if order.triggered:
+                # Rule 2: marketable on arrival, judged against the tick being handled.
+                order.fresh = (last <= limit) if order.side is BUY else (last >= limit)
+        self.orders[oid] = order
+        self.arriving.append(order)
+        self.dirty_orders[oid] = order
+        self._band = None
+        return str(oid)
+
+    def cancel(self, order_id: str) -> bool:
+        """Cancel at once (rule 1): a cancelled order never fills afterwards."""
+        order = self.orders.get(int(order_id)) if order_id.isdigit() else None
+        if order is None:
+            return False
+        del self.orders[order.id]
+        if order in self.arriving:
+            self.arriving.remove(order)
+        order.status = OrderStatus.CANCELLED
+        self.dirty_orders[order.id] = order
+        self._band = None
+        self.emit(OrderUpdate(str(order.id), self.clock_ns or 0, OrderStatus.CANCELLED, order.symbol,
+                              order.side, order.quantity, order.filled, order.ref, order.avg_price()))
+        return True
+
+    # ---------------------------------------------------------------- ticks in
+    def quiet_band(self) -> tuple[int, int]:
+        band = self._band
+        if band is None:
+            lo, hi = -1, NO_SELL
+            for order in self.orders.values():
+                price = order.wake_price()
+                if order.side is BUY:
+                    if price > lo:
+                        lo = price
+                elif price < hi:
+                    hi = price
+            band = self._band = (lo, hi)
+        return band
+
+    def advance(self, time_ns: int, price: int) -> None:
+        """Ticks that crossed nothing went by: move the clock, and arrivals are now resting."""
+        self.clock_ns = time_ns
+        self.last = price
+        if self.arriving:
+            for order in self.arriving:
+                order.fresh = False
+            self.arriving.clear()
+
+    def match(self, time_ns: int, price: int) -> Iterator[Fill]:
+        self.clock_ns = time_ns
+        self.last = price
+        arrived = self.arriving
+        self.arriving = []
+        crossed_buys: list[SimOrder] = []
+        crossed_sells: list[SimOrder] = []
+        for order in self.orders.values():
+            if order.side is BUY:
+                if not order.triggered and price <= order.aux:
+                    order.triggered = True
+                    self.dirty_orders[order.id] = order
+                    self._band = None
+                if order.triggered and price <= order.limit:
+                    crossed_buys.append(order)
+            else:
+                if not order.triggered and price >= order.aux:
+                    order.triggered = True
+                    self.dirty_orders[order.id] = order
+                    self._band = None
+                if order.triggered and price >= order.limit:
+                    crossed_sells.append(order)
+        fill_price = {o.id: (price if o.fresh else o.limit) for o in crossed_buys + crossed_sells}
+        for order in arrived:
+            order.fresh = False  # the first tick after arrival has been seen
+        if not (crossed_buys or crossed_sells):
+            return
+        # Rule 5: BUYs before SELLs; price priority, then time placed. Picked once, here.
+        crossed_buys.sort(key=lambda o: (-o.limit, o.seq))
+        crossed_sells.sort(key=lambda o: (o.limit, o.seq))
+        for order in crossed_buys + crossed_sells:
+            if order.status is not OrderStatus.SUBMITTED:
+                continue  # cancelled (or filled) while an earlier fill of this tick was handled
+            yield self._execute(order, fill_price[order.id], time_ns)
+
+    def _execute(self, order: SimOrder, price: int, time_ns: int) -> Fill:
+        remaining = order.quantity - order.filled
+        qty = remaining if not self.partial_fill_shares else min(remaining, self.partial_fill_shares)
+        order.filled += qty
+        order.value += qty * price
+        commission = self.commission(qty)
+        sign = 1 if order.side is BUY else -1
+        sym = order.symbol
+        held = self.position.get(sym, 0)
+        if sign > 0:
+            self.cost[sym] = self.cost.get(sym, 0) + qty * price
+        elif held:
+            self.cost[sym] = self.cost.get(sym, 0) - (self.cost.get(sym, 0) * qty) // held
+        self.position[sym] = held + sign * qty
+        self.cash -= sign * qty * price
+        self.fees += commission
+        exec_id = f"E{self.next_exec_id}"
+        self.next_exec_id += 1
+        fill = Fill(
+            exec_id=exec_id, order_id=str(order.id), time_ns=time_ns, symbol=sym, side=order.side,
+            quantity=qty, price=Decimal(price).scaleb(-2), commission=commission, ref=order.ref,
+            order_quantity=order.quantity, order_filled=order.filled, order_avg_price=order.avg_price(),
+        )
+        self.unsaved.append(fill)
+        self.dirty_orders[order.id] = order
+        if order.filled >= order.quantity:
+            order.status = OrderStatus.FILLED
+            del self.orders[order.id]
+            self._band = None
+            # Queued now, handled by the engine after this fill (as IB sends execDetails, then status).
+            self.emit(OrderUpdate(str(order.id), time_ns, OrderStatus.FILLED, sym, order.side,
+                                  order.quantity, order.filled, order.ref, fill.order_avg_price))
+        return fill
+
+    # ---------------------------------------------------------------- views
+    def open_orders(self) -> tuple[OpenOrder, ...]:
+        return tuple(o.to_open_order() for o in sorted(self.orders.values(), key=lambda o: o.seq))
+
+    def positions(self) -> tuple[Position, ...]:
+        out = []
+        for sym, qty in sorted(self.position.items()):
+            if qty:
+                avg = (Decimal(self.cost.get(sym, 0)) / qty / 100).quantize(AVG_QUANTUM, rounding=ROUND_HALF_UP)
+                out.append(Position(sym, qty, avg.normalize()))
+        return tuple(out)
+
+
+def _check(req: OrderRequest) -> str:
+    """Why the venue refuses an order, or '' (as a real broker would reject it)."""
+    if req.quantity <= 0:
+        return f"quantity must be positive, got {req.quantity}"
+    for name, value in (("limit", req.limit), ("aux", req.aux)):
+        if value is None:
+            continue
+        if not value.is_finite() or value <= 0:
+            return f"{name} price must be positive, got {value}"
+        if value != value.quantize(Decimal("0.01")):
+            return f"{name} price {value} is not a whole number of cents (the venue trades in cents)"
+    return ""
