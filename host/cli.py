@@ -35,7 +35,7 @@ BACKTEST_FEED = "replay_feed"
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, status: int) -> None:

@@ -98,7 +98,9 @@ class Engine:
         self.now_ns = 0
         self.stale_after_ns = stale_after_ns
         self.live_state_flush = live_state_flush
-        self.pending: collections.deque = collections.deque()
+        self.pending: collections.deque = collections.deque()  # consequences of the current event
+        self.inbox: collections.deque = collections.deque()  # events from outside, in arrival order
+        self._busy = 0
         self.alert: Alert | None = None
         self.stopping = False
         self._state_dirty = False
@@ -134,10 +136,18 @@ class Engine:
 
     # -------------------------------------------------------------------- events in
     def emit(self, event: object) -> None:
-        """Where brokers and feeds hand events in. Queued; handled in order, one at a time."""
-        self.pending.append(event)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        """Where brokers and feeds hand events in. Queued; handled in order, one at a time.
+
+        An event emitted while an event is being handled (a simulated venue's cancel
+        confirmation, say) is a consequence of it and is handled right after it; one arriving
+        from outside (a live feed's tick) waits its turn in the inbox.
+        """
+        if self._busy:
+            self.pending.append(event)
+        else:
+            self.inbox.append(event)
+            if self._wakeup is not None:
+                self._wakeup.set()
 
     def drain(self) -> None:
         pending = self.pending
@@ -145,6 +155,13 @@ class Engine:
             self.dispatch(pending.popleft())
 
     def dispatch(self, event: object) -> None:
+        self._busy += 1
+        try:
+            self._dispatch(event)
+        finally:
+            self._busy -= 1
+
+    def _dispatch(self, event: object) -> None:
         if isinstance(event, Tick):
             self.on_live_tick(event)
         elif isinstance(event, Fill):
@@ -159,7 +176,11 @@ class Engine:
             log.warning("ignored an event of unknown type %r", type(event).__name__)
 
     def call(self, ctx: HostContext, hook: str, **kwargs) -> None:
-        self.callers[id(ctx)][hook](ctx=ctx, **kwargs)
+        self._busy += 1
+        try:
+            self.callers[id(ctx)][hook](ctx=ctx, **kwargs)
+        finally:
+            self._busy -= 1
 
     def owner_of(self, order_id: str, ref: str, symbol: str) -> HostContext | None:
         ctx = self.owner.get(order_id)
@@ -235,6 +256,13 @@ class Engine:
 
     def handle_tick(self, time_ns: int, price: int, tick: Tick | None = None, symbol: str | None = None) -> None:
         """One tick, in the order sim-venue.md fixes: timers, the venue's fills, then on_tick."""
+        self._busy += 1
+        try:
+            self._handle_tick(time_ns, price, tick, symbol)
+        finally:
+            self._busy -= 1
+
+    def _handle_tick(self, time_ns: int, price: int, tick: Tick | None, symbol: str | None) -> None:
         self.now_ns = time_ns
         self.counters.handled_ticks += 1
         if self.timers.heap:
@@ -301,6 +329,7 @@ class Engine:
         """Live (or paper on live data): events from the broker's and feed's callbacks, in order."""
         self._wakeup = asyncio.Event()
         feed_task = asyncio.get_running_loop().create_task(feed.stream(self.emit))
+        feed_task.add_done_callback(lambda _: self._wakeup.set())  # a feed that ends ends the run
         try:
             while not self.stopping:
                 timer_at = self.timers.next_time()
@@ -311,8 +340,11 @@ class Engine:
                     pass
                 self._wakeup.clear()
                 for due in self.timers.pop_due(time.time_ns()):
-                    self.emit(due)
-                self.drain()
+                    self.inbox.append(due)
+                inbox = self.inbox
+                while inbox and not self.stopping:
+                    self.dispatch(inbox.popleft())
+                    self.drain()
                 if feed_task.done():
                     feed_task.result()  # re-raise a feed failure; a clean end stops the run
                     break

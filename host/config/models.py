@@ -1,0 +1,51 @@
+"""The host's own part of the config: everything outside the plugin sections.
+
+Plugin sections (``broker``, ``feed``, ``strategies``, ``notify``) are only checked for shape
+here (a mapping, a list of mappings); their keys are checked against each plugin's own model
+by :mod:`.validator`, which knows which plugin ``use:`` names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .units import Duration
+
+#: Top-level section key -> registry kind.
+SECTION_KINDS = {"broker": "broker", "feed": "feed", "strategies": "strategy", "notify": "notifier"}
+
+
+class EngineSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Skip ticks that can neither fill an order nor wake a strategy.
+    skip_quiet_ticks: bool = True
+    #: How often a replay commits the simulated venue's state.
+    checkpoint_every: Duration = dt.timedelta(seconds=2)
+    #: A live tick older than this is stale and dropped (None: never).
+    stale_after: Duration | None = None
+    #: Show a progress line during a replay.
+    progress: bool = True
+
+
+class HostConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["paper", "live"] = "paper"
+    state_dir: str | None = None
+    broker: dict[str, Any]
+    feed: dict[str, Any]
+    strategies: list[dict[str, Any]] = Field(min_length=1)
+    notify: list[dict[str, Any]] = Field(default_factory=list)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @field_validator("notify", "engine", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any, info) -> Any:
+        # `notify:` or `engine:` with everything under it commented out means "the defaults".
+        if value is None:
+            return [] if info.field_name == "notify" else {}
+        return value

@@ -1,0 +1,102 @@
+"""``--set key.path=value`` overrides from the command line.
+
+Applied after the ``extends:`` merge and before ``${VAR}`` substitution (so a value given on
+the command line may itself use ``${VAR}``). Integer path components index lists; missing
+mapping keys are created. The value is typed as a YAML scalar (``2%`` stays a string for the
+unit parser, ``3`` becomes an int); ``[...]`` and ``{...}`` are read as YAML flow collections.
+Errors are reported with the pseudo file name ``--set``, line 1, column 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from .errors import SET_FILE, SET_HINT, ConfigError, Pos
+from .positions import KeyPath, SourceMap
+from .yamlfile import parse_scalar
+
+SET_POS = Pos(SET_FILE, 1, 1)
+
+
+def _fail(text: str, problem: str) -> ConfigError:
+    return ConfigError.at(SET_POS, f"cannot apply {text!r}: {problem}", hint=SET_HINT)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.0=value`` into its raw path components and its typed value."""
+    if "=" not in text:
+        raise _fail(text, "there is no '=' between the key path and the value")
+    path_text, value_text = text.split("=", 1)
+    path_text = path_text.strip()
+    if not path_text:
+        raise _fail(text, "the key path before '=' is empty")
+    parts = path_text.split(".")
+    if any(not p.strip() for p in parts):
+        raise _fail(text, f"the key path {path_text!r} has an empty component")
+    return [p.strip() for p in parts], _parse_value(text, value_text.strip())
+
+
+def _parse_value(text: str, value_text: str) -> Any:
+    if value_text[:1] in ("[", "{"):
+        try:
+            return _plain(YAML(typ="safe", pure=True).load(value_text))
+        except YAMLError as exc:
+            raise _fail(text, f"the value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if len(value_text) >= 2 and value_text[0] == value_text[-1] and value_text[0] in "'\"":
+        return value_text[1:-1]  # quoted: kept as a string, never re-typed
+    return parse_scalar(value_text)
+
+
+def _plain(value: Any) -> Any:
+    # The safe loader already returns plain types; this only copies to be sure.
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def apply_overrides(data: dict[str, Any], smap: SourceMap, overrides: Sequence[str]) -> None:
+    """Apply each override in order to ``data`` in place, recording ``--set`` as the position."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        path = _set(data, parts, value, text, smap)
+        smap.drop(path)
+        smap.mark(path, value, SET_POS)
+        quoted = isinstance(value, str) and text.split("=", 1)[1].strip()[:1] in ("'", '"')
+        smap.update(path, quoted=quoted)
+
+
+def _set(data: dict[str, Any], parts: list[str], value: Any, text: str, smap: SourceMap) -> KeyPath:
+    node: Any = data
+    path: KeyPath = ()
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit():
+                raise _fail(text, f"{'.'.join(parts[:depth]) or 'the config'} is a list; index it with a number, e.g. {'.'.join(parts[:depth] + ['0'])}")
+            index = int(part)
+            if index >= len(node):
+                count = f"{len(node)} item" + ("" if len(node) == 1 else "s")
+                raise _fail(text, f"{'.'.join(parts[:depth])} has {count}, so index {index} is past its end")
+            key: Any = index
+        elif isinstance(node, dict):
+            key = part
+        else:
+            raise _fail(text, f"{'.'.join(parts[:depth])} is a single value ({node!r}), it has no key {part!r}")
+        path = path + (key,)
+        if last:
+            node[key] = value
+        else:
+            child = node.get(key) if isinstance(node, dict) else node[key]
+            if child is None:  # missing or empty (`engine:`): create the mapping on the way
+                child = {}
+                node[key] = child
+                smap.drop(path)
+                smap.mark(path, child, SET_POS)
+            node = child
+    return path
