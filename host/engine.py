@@ -325,9 +325,10 @@ class Engine:
         log.critical(alert.render())
         self.pm.hook.on_alert(ctx=ctx, alert=alert)
 
-    async def run_live(self, feed) -> None:
+    async def run_live(self, feed, checkpoint_every_s: float = 2.0) -> None:
         """Live (or paper on live data): events from the broker's and feed's callbacks, in order."""
         self._wakeup = asyncio.Event()
+        last_checkpoint = time.monotonic()
         feed_task = asyncio.get_running_loop().create_task(feed.stream(self.emit))
         feed_task.add_done_callback(lambda _: self._wakeup.set())  # a feed that ends ends the run
         try:
@@ -345,6 +346,9 @@ class Engine:
                 while inbox and not self.stopping:
                     self.dispatch(inbox.popleft())
                     self.drain()
+                if self.venue is not None and time.monotonic() - last_checkpoint >= checkpoint_every_s:
+                    self.venue.checkpoint()  # a simulated venue on live data is durable too
+                    last_checkpoint = time.monotonic()
                 if feed_task.done():
                     feed_task.result()  # re-raise a feed failure; a clean end stops the run
                     break

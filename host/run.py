@@ -102,7 +102,7 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
                 status = "interrupted"
         else:
             with _stop_on_signals(lambda: setattr(engine, "stopping", True)):
-                await engine.run_live(feed)
+                await engine.run_live(feed, run.engine.checkpoint_every.total_seconds())
             if engine.alert is None and engine.stopping:
                 status = "interrupted"
         if engine.alert is not None:

@@ -85,7 +85,7 @@ class SimBroker:
     @property
     def clock_ns(self) -> int | None:
         """Time of the last tick the venue processed: a resumed replay starts after it."""
-        return self.venue.clock_ns
+        return None if self.venue is None else self.venue.clock_ns
 
     def match(self, time_ns: int, price: int) -> Iterator[Fill]:
         return self.venue.match(time_ns, price)
