@@ -1,7 +1,7 @@
 """Deep merge of an extending file over its base, carrying positions along.
 
 Mappings merge key by key, recursively; anything else (lists, scalars, a mapping meeting a
-non-mapping) is replaced whole. Replacing a list whole is deliberate: merging lists item by
+non-mapping, a plugin section whose ``use:`` changes) is replaced whole. Replacing a list whole is deliberate: merging lists item by
 item would make `strategies:` in a paper config silently inherit the live config's extra items.
 """
 
@@ -22,8 +22,15 @@ def deep_merge(base: Any, base_map: SourceMap, over: Any, over_map: SourceMap) -
     return merged, out_map
 
 
+def _swaps_plugin(base: Any, over: Any) -> bool:
+    """A section whose ``use:`` names another plugin replaces the base's section whole: the
+    new plugin's keys have nothing to do with the old one's (a paper config swapping the live
+    broker for the simulated one must not inherit the live broker's host and port)."""
+    return "use" in over and "use" in base and over["use"] != base["use"]
+
+
 def _merge(base: Any, over: Any, path: KeyPath, out_map: SourceMap, over_map: SourceMap) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
+    if isinstance(base, dict) and isinstance(over, dict) and not _swaps_plugin(base, over):
         out = dict(base)
         for key, value in over.items():
             sub = path + (key,)

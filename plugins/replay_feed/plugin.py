@@ -1,1 +1,119 @@
-x=1
+"""The ``replay_feed`` feed kind: CSV/Parquet bars or ticks, or seeded synthetic data.
+
+Config (the ``feed:`` section)::
+
+    feed:
+      use: replay_feed
+      data: bars.csv            # relative to the config file; CSV or Parquet
+      symbol: TQQQ
+    # or, with no file at all:
+    feed:
+      use: replay_feed
+      synthetic: {seed: 7, bars: 20000, start_price: 50.0, volatility: 0.6, drift: 0.0, interval: 60}
+
+With no ``data`` the synthetic generator is used (its defaults when the section is absent).
+The file itself is checked when the feed opens (``DataError``, exit status 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bothost.hookspecs import BuildEnv, hookimpl
+
+from .errors import DataError
+
+if TYPE_CHECKING:  # numpy/pyarrow load only when a feed is built: `bothost validate` stays quick
+    from .feed import FileFeed, SyntheticFeed
+
+DEFAULT_CHUNK_ROWS = 65_536
+
+__all__ = ["ReplayFeedConfig", "SyntheticConfig", "make_replay_feed", "synth_command", "DataError"]
+
+
+def _seconds(value: Any) -> Any:
+    """``60``, ``"60s"``, ``"5m"``, ``"1d"`` -> whole seconds (bare numbers are seconds)."""
+    if isinstance(value, str):
+        from bothost.config.units import parse_duration
+
+        td = parse_duration(value)
+        seconds = td.total_seconds()
+        return int(seconds) if seconds == int(seconds) else seconds
+    return value
+
+
+class SyntheticConfig(BaseModel):
+    """Seeded geometric Brownian motion bars (see ``synthetic.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(7, description="random seed: the same seed gives the same bars")
+    bars: int = Field(20_000, gt=0, description="number of bars")
+    start_price: float = Field(50.0, gt=0, description="first open, in dollars")
+    volatility: float = Field(0.6, ge=0, description="annualised, over trading time (0.6 = 60%)")
+    drift: float = Field(0.0, description="annualised drift")
+    interval: int = Field(60, gt=0, description="bar size in seconds")
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> Any:
+        return _seconds(v)
+
+    @field_validator("volatility", "drift", mode="before")
+    @classmethod
+    def _percent(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().endswith("%"):
+            from bothost.config.units import parse_percent
+
+            return float(parse_percent(v))
+        return v
+
+
+class ReplayFeedConfig(BaseModel):
+    """A replay of a data file (``data``) or of synthetic data (``synthetic``): one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = Field(None, description="CSV or Parquet file of bars, ticks or quotes "
+                                               "(relative to the config file)")
+    symbol: str = Field("TQQQ", min_length=1, description="the symbol the ticks are for")
+    chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, gt=0, description="rows read per chunk")
+    synthetic: SyntheticConfig | None = Field(None, description="generated data instead of a file")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplayFeedConfig:
+        if self.data is not None and self.synthetic is not None:
+            raise ValueError("give either `data` (a file) or `synthetic`, not both")
+        if self.data is not None and not self.data.strip():
+            raise ValueError("`data` is empty: give a file name, or remove it to use synthetic data")
+        return self
+
+
+def make_replay_feed(config: ReplayFeedConfig, env: BuildEnv) -> FileFeed | SyntheticFeed:
+    """The factory: a :class:`FileFeed` for ``data``, else a :class:`SyntheticFeed`.
+
+    Nothing is read here; ``feed.open()`` checks the file (DataError) before the run starts.
+    """
+    from .feed import FileFeed, SyntheticFeed
+
+    if config.data is not None:
+        return FileFeed(env.resolve(config.data), symbol=config.symbol, chunk_rows=config.chunk_rows)
+    s = config.synthetic or SyntheticConfig()
+    return SyntheticFeed(seed=s.seed, bars=s.bars, start_price=s.start_price, volatility=s.volatility,
+                         drift=s.drift, interval=s.interval, symbol=config.symbol, chunk_rows=config.chunk_rows)
+
+
+def synth_command(out: Path, bars: int, seed: int, volatility: float, start_price: float, interval: int) -> int:
+    """``bothost data synth``: write seeded synthetic bars to a CSV file. Returns the bar count."""
+    from .synthetic import write_csv
+
+    return write_csv(out, bars=bars, seed=seed, volatility=volatility, start_price=start_price, interval=interval)
+
+
+@hookimpl
+def bothost_register(registry) -> None:
+    registry.add_feed("replay_feed", ReplayFeedConfig, make_replay_feed,
+                      summary="CSV/Parquet bars or ticks, or seeded synthetic data")

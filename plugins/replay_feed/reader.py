@@ -1,0 +1,583 @@
+"""CSV / Parquet replay data -> validated columnar chunks, streamed (memory flat in the file's length).
+
+What a file may hold (spec "Replay data"; headers are case-insensitive, extra columns ignored):
+
+* bars ``timestamp,open,high,low,close[,volume]``
+* ticks ``timestamp,price[,size]``
+* quotes ``timestamp,bid,ask[,bid_size,ask_size]``: the tick price is the midpoint, in cents, half up
+
+The kind is detected from the header: ``close`` makes bars, else ``price`` ticks, else ``bid`` and
+``ask`` quotes. The time column is ``timestamp``, ``datetime`` (yfinance), ``date`` or ``time``
+(the first present in that order; a ``date`` column plus a ``time`` column are joined). See
+:mod:`.times` for the timestamp forms; naive times are America/New_York.
+
+Prices become whole cents as they are read, half up (:func:`to_cents`).
+
+Bad rows are skipped and counted, never fatal. The reasons, checked in this order (a row counts
+once, under its first reason):
+
+``unparseable``
+    a field that cannot be read: a time that is not an ISO timestamp, a price that is not a
+    number (or is empty, or too large to be a price: above $1e12), a line with the wrong number
+    of fields.
+``not_finite``
+    a NaN or infinite price.
+``not_positive``
+    a price <= 0 once rounded to cents (so 0.004 is 0 cents: bad).
+``high_below_low`` (bars), ``crossed_quote`` (quotes: ask < bid)
+``not_after_previous``
+    a timestamp not later than the last accepted row's (a duplicate, or time going back). A
+    skipped row does not move that reference. Because a row that is otherwise valid but not
+    later than the running maximum leaves the maximum unchanged, "later than the last
+    accepted row" equals "later than the running maximum of the otherwise-valid rows before
+    it", which is a ``np.maximum.accumulate`` carried from chunk to chunk.
+
+Nothing else is bad: an open or close outside [low, high] is kept as it is.
+
+Fatal (:class:`DataError`): a missing file, a file that is neither CSV nor Parquet by its
+content, a header with no time column or no price columns.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from .errors import DataError
+from .times import arrow_times_to_ns, parse_iso, parse_timestamps
+
+BARS, TICKS, QUOTES = "bars", "ticks", "quotes"
+TIME_ALIASES = ("timestamp", "datetime", "date", "time")
+PRICE_ROLES = {BARS: ("open", "high", "low", "close"), TICKS: ("price",), QUOTES: ("bid", "ask")}
+REASONS = {
+    BARS: ("unparseable", "not_finite", "not_positive", "high_below_low", "not_after_previous"),
+    TICKS: ("unparseable", "not_finite", "not_positive", "not_after_previous"),
+    QUOTES: ("unparseable", "not_finite", "not_positive", "crossed_quote", "not_after_previous"),
+}
+DEFAULT_CHUNK_ROWS = 65_536
+#: The most bytes Arrow's CSV reader reads at once. Its streaming reader keeps a few dozen
+#: blocks in flight, so this bounds the reader's memory (~40 MB); a chunk then holds at most
+#: ``chunk_rows`` rows and at most a block's worth.
+MAX_BLOCK = 1 << 20
+#: Arrow's own threads for CSV parsing. On a 2-core machine the main thread's numpy work already
+#: keeps a core busy; measured faster without them there.
+USE_THREADS = False
+INT64_MIN = np.iinfo(np.int64).min
+
+#: Prices above this many dollars are not prices (and would not fit int64 cents exactly).
+MAX_PRICE = 1e12
+
+#: Relative nudge for rounding half up on float64; see :func:`to_cents`.
+ROUND_EPS = 1e-13
+
+HEADER_HINT = (
+    "bars need a header such as timestamp,open,high,low,close,volume; ticks timestamp,price; "
+    "quotes timestamp,bid,ask"
+)
+
+_BINARY_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is one: export it as CSV)"),
+    (b"\x1f\x8b", "gzip-compressed (decompress it first: gunzip FILE)"),
+    (b"BZh", "bzip2-compressed (decompress it first: bunzip2 FILE)"),
+    (b"\xfd7zXZ\x00", "xz-compressed (decompress it first: unxz FILE)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed (decompress it first: unzstd FILE)"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel/Office file (export it as CSV)"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"ARROW1", "an Arrow IPC/Feather file (write it as Parquet)"),
+    (b"\x7fELF", "an executable"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Prices
+# --------------------------------------------------------------------------------------------
+
+
+def to_cents(x: np.ndarray) -> np.ndarray:
+    """Dollars (float64) -> int64 cents, half up: ``floor(100x + 0.5 + |100x| * 1e-13)``.
+
+    Why the nudge: the text is the truth, but float64 cannot hold most decimals: "1.005" reads
+    as 1.00499999999999989..., so a plain ``floor(100x + 0.5)`` would give 100 where the text
+    says 100.5 cents, which rounds half up to 101. Parsing the text (correctly rounded) and
+    multiplying by 100 are each off by at most half an ulp, together at most ~5e-16 relative
+    (with the final additions). Adding ``|100x| * 1e-13`` (200 times that error) lifts every
+    exact half cent above the rounding point, while a value that truly lies below a half cent
+    is still rounded down as long as it lies more than ``|100x| * 1e-13`` below it: true for
+    every price written with up to 8 decimals below $100,000 (a gap of at least 1e-6 cents),
+    and for 6 decimals up to $10 million. Float noise from exports (82.19999694824219 ->
+    8220) is far from any half cent and unaffected. Values must be finite and <= MAX_PRICE.
+    """
+    y = x * 100.0
+    t = np.abs(y)
+    t *= ROUND_EPS
+    t += y
+    t += 0.5
+    np.floor(t, out=t)
+    return t.astype(np.int64)
+
+
+_NUMBER = (
+    r"^\s*(?P<v>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?i:nan|inf|infinity))\s*$"
+)
+
+
+def to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A price column (text or numeric) -> (float64 values, readable mask).
+
+    Text is parsed by Arrow in one call; only a chunk holding something unreadable (an empty
+    cell, "n/a", " 1.5", "1,5") takes the slower path, a regular expression that keeps what is
+    a plain decimal number (blanks around it allowed) and marks the rest unreadable.
+    """
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return to_float(arr.dictionary_decode())
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        f = pc.cast(arr, pa.float64(), safe=False)
+    elif pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+        try:
+            f = pc.cast(arr, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            text = pc.struct_field(pc.extract_regex(arr, _NUMBER), [0])
+            try:
+                f = pc.cast(text, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # pragma: no cover - belt and braces
+                f = pa.array([_py_float(v) for v in text.to_pylist()], pa.float64())
+    else:
+        raise TypeError(f"a price column of type {t}")
+    if f.null_count:
+        ok = f.is_valid().to_numpy(zero_copy_only=False)
+        values = f.fill_null(np.nan).to_numpy(zero_copy_only=False)
+    else:
+        ok = np.ones(len(f), dtype=bool)
+        values = f.to_numpy(zero_copy_only=False)
+    return values, ok
+
+
+def _py_float(v) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# The file and its header
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a data file holds and where: found from its first bytes and its header."""
+
+    path: Path
+    fmt: str  # "csv" | "parquet"
+    kind: str  # BARS | TICKS | QUOTES
+    time_cols: tuple[str, ...]  # the file's own names: one, or (date, time) to be joined
+    price_cols: tuple[str, ...]  # in PRICE_ROLES[kind] order
+    header: tuple[str, ...]
+    row_bytes: int = 64  # CSV: average line length in the first 64 KiB (sizes read blocks)
+    num_rows: int | None = None  # Parquet: from the metadata
+    #: CSV: how the first data row's time reads ("utc": with an offset, "naive"), None when it
+    #: does not; decides the type the fast path asks Arrow's CSV reader for (see Scan).
+    time_hint: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.time_cols + self.price_cols
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return REASONS[self.kind]
+
+
+def inspect(path: str | Path) -> Layout:
+    """Check that ``path`` is a usable data file and learn its layout. Raises DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("data file not found", path,
+                        hint="check the path; a relative `data:` path is relative to the config file")
+    if path.is_dir():
+        raise DataError("is a directory, not a data file", path, hint=HEADER_HINT)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise DataError(f"cannot read the data file: {exc.strerror or exc}", path) from exc
+    if head[:4] == b"PAR1":
+        return _inspect_parquet(path)
+    return _inspect_csv(path, head)
+
+
+def _not_data(path: Path, what: str) -> DataError:
+    return DataError(f"not a CSV or Parquet file: {what}", path, hint=HEADER_HINT)
+
+
+def _inspect_csv(path: Path, head: bytes) -> Layout:
+    if not head:
+        raise DataError("the file is empty: no header line", path, hint=HEADER_HINT)
+    for magic, what in _BINARY_MAGIC:
+        if head.startswith(magic):
+            raise _not_data(path, f"it is {what}")
+    if b"\x00" in head:
+        raise _not_data(path, "it holds binary data")
+    first, newline, _ = head.partition(b"\n")
+    if not newline and len(head) == 1 << 16:
+        raise _not_data(path, "its first line is longer than 64 KiB")
+    try:
+        text = first.decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError:
+        raise _not_data(path, "it is not UTF-8 text") from None
+    if not text.strip():
+        raise DataError("the first line is empty: expected a header", path, 1, hint=HEADER_HINT)
+    header = next(csv.reader([text]))
+    lines = head.count(b"\n")
+    row_bytes = max(8, len(head) // max(1, lines))
+    kind, time_cols, price_cols = _roles(header, path)
+    return Layout(path, "csv", kind, time_cols, price_cols, tuple(header), row_bytes=row_bytes,
+                  time_hint=_time_hint(head, header, time_cols))
+
+
+def _time_hint(head: bytes, header: list[str], time_cols: tuple[str, ...]) -> str | None:
+    if len(time_cols) != 1:
+        return None
+    lines = head.split(b"\n")[1:-1][:8]
+    try:
+        rows = list(csv.reader(line.decode("utf-8").rstrip("\r") for line in lines if line.strip()))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    i = header.index(time_cols[0])
+    values = [r[i] for r in rows if len(r) == len(header)]
+    if not values:
+        return None
+    _, ok, naive = parse_iso(pa.array(values[:1]))
+    if not ok[0]:
+        return None
+    return "naive" if naive[0] else "utc"
+
+
+def _inspect_parquet(path: Path) -> Layout:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+        num_rows = pf.metadata.num_rows
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        raise DataError(f"not a readable Parquet file: {exc}", path, hint=HEADER_HINT) from exc
+    header = tuple(schema.names)
+    kind, time_cols, price_cols = _roles(header, path, line=None)
+    for name in time_cols:
+        t = schema.field(name).type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if not (pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_string(t)
+                or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+            raise DataError(f"the time column {name!r} has type {t}", path,
+                            hint="store times as a timestamp, a date, or ISO text")
+        if len(time_cols) == 2 and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise DataError(f"the {name!r} column has type {t}: separate date and time columns must be text",
+                            path, hint="store one timestamp column instead")
+    for name in price_cols:
+        t = schema.field(name).type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+                or pa.types.is_string(t) or pa.types.is_large_string(t)
+                or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+            raise DataError(f"the price column {name!r} has type {t}", path, hint="store prices as numbers")
+    return Layout(path, "parquet", kind, time_cols, price_cols, header, num_rows=num_rows)
+
+
+def _roles(header, path: Path, line: int | None = 1) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """Which columns hold the time and the prices, and so what kind of data this is."""
+    names = [h.strip().lower().lstrip("\ufeff") for h in header]
+    where: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        where.setdefault(n, []).append(i)
+    shown = ",".join(header) if header else "(nothing)"
+    if len(shown) > 200:
+        shown = shown[:200] + "..."
+
+    if "close" in where:
+        kind = BARS
+        missing = [r for r in PRICE_ROLES[BARS] if r not in where]
+        if missing:
+            raise DataError(
+                f"bar data needs open, high, low and close; the header lacks {', '.join(missing)}",
+                path, line, hint=f"the header is: {shown}")
+    elif "price" in where:
+        kind = TICKS
+    elif "bid" in where and "ask" in where:
+        kind = QUOTES
+    else:
+        raise DataError(
+            "no price columns: expected open,high,low,close (bars), price (ticks) or bid,ask (quotes)",
+            path, line, hint=f"the header is: {shown}; rename the columns (case does not matter)")
+
+    if "timestamp" in where:
+        time_roles: tuple[str, ...] = ("timestamp",)
+    elif "datetime" in where:
+        time_roles = ("datetime",)
+    elif "date" in where and "time" in where:
+        time_roles = ("date", "time")
+    elif "date" in where:
+        time_roles = ("date",)
+    elif "time" in where:
+        time_roles = ("time",)
+    else:
+        raise DataError(
+            "no time column: expected timestamp (or datetime, date, time)",
+            path, line, hint=f"the header is: {shown}")
+
+    roles = time_roles + PRICE_ROLES[kind]
+    for r in roles:
+        if len(where[r]) > 1:
+            raise DataError(f"the column {r!r} appears {len(where[r])} times in the header", path, line,
+                            hint="remove or rename the extra columns")
+    pick = {r: header[where[r][0]] for r in roles}
+    return kind, tuple(pick[r] for r in time_roles), tuple(pick[r] for r in PRICE_ROLES[kind])
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming the rows
+# --------------------------------------------------------------------------------------------
+
+
+class _TypedFailed(Exception):
+    """The fast path met a value Arrow's typed CSV conversion refuses: read as text instead."""
+
+
+def _csv_batches(layout: Layout, chunk_rows: int, skipped: list, typed: bool,
+                 skip_rows: int = 0) -> Iterator[list[pa.Array]]:
+    """The needed columns, ``chunk_rows`` rows at a time, after the first ``skip_rows`` rows.
+
+    ``typed``: Arrow converts the time and price columns itself (the fast path; any value it
+    refuses raises :class:`_TypedFailed`); otherwise they come as raw bytes for our own
+    parsers, which mark what they cannot read row by row.
+    """
+    cols = list(layout.columns)
+    block = int(min(max(layout.row_bytes * chunk_rows, 1 << 16), MAX_BLOCK))
+
+    def invalid_row(row) -> str:  # a line with the wrong number of fields: skip and count it
+        skipped.append(1)
+        return "skip"
+
+    read = pcsv.ReadOptions(block_size=block, use_threads=USE_THREADS)
+    parse = pcsv.ParseOptions(invalid_row_handler=invalid_row)
+    if typed:
+        tz = "UTC" if layout.time_hint == "utc" else None
+        types = {layout.time_cols[0]: pa.timestamp("ns", tz), **{c: pa.float64() for c in layout.price_cols}}
+        convert = pcsv.ConvertOptions(include_columns=cols, column_types=types, null_values=[],
+                                      strings_can_be_null=False, quoted_strings_can_be_null=False)
+    else:
+        convert = pcsv.ConvertOptions(
+            include_columns=cols,
+            column_types={c: pa.binary() for c in cols},  # no UTF-8 check: a bad byte is a bad row
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+    try:
+        reader = pcsv.open_csv(layout.path, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        if typed:
+            raise _TypedFailed(str(exc)) from exc
+        raise DataError(f"cannot read the CSV: {exc}", layout.path, hint=HEADER_HINT) from exc
+    except OSError as exc:
+        raise DataError(f"cannot read the CSV: {exc}", layout.path, hint=HEADER_HINT) from exc
+    rows = 0
+    with reader:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as exc:
+                if typed:
+                    raise _TypedFailed(str(exc)) from exc
+                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path,
+                                hint="the file may be truncated or not a CSV file") from exc
+            except OSError as exc:
+                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path) from exc
+            n = batch.num_rows
+            rows += n
+            if skip_rows >= n:
+                skip_rows -= n
+                continue
+            arrays = [batch.column(i) for i in range(len(cols))]
+            for start in range(skip_rows, n, chunk_rows):
+                yield [a.slice(start, chunk_rows) for a in arrays]
+            skip_rows = 0
+
+
+def _parquet_batches(layout: Layout, chunk_rows: int) -> Iterator[list[pa.Array]]:
+    import pyarrow.parquet as pq
+
+    cols = list(layout.columns)
+    try:
+        pf = pq.ParquetFile(layout.path)
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=cols, use_threads=True):
+            yield [batch.column(c) for c in cols]
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"cannot read the Parquet file: {exc}", layout.path) from exc
+
+
+@dataclass
+class Counts:
+    """Rows seen and rows skipped, by reason (a row counts under its first reason only)."""
+
+    reasons: tuple[str, ...]
+    rows: int = 0
+    accepted: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.by_reason = {r: self.by_reason.get(r, 0) for r in self.reasons}
+
+    @property
+    def bad(self) -> int:
+        return sum(self.by_reason.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The accepted rows of one chunk: times (int64 ns UTC, strictly increasing) and prices in
+    cents, one array per role (bars: open, high, low, close; ticks: price; quotes: midpoint)."""
+
+    time_ns: np.ndarray
+    prices: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
+
+
+class Scan:
+    """One streaming pass over a data file. Iterate it for :class:`Accepted` chunks; ``counts``
+    is complete once the iteration is finished.
+
+    A CSV is first read the fast way: Arrow's CSV reader converts the time column (typed as the
+    first row reads: with an offset, or naive) and the prices itself. If it refuses any value
+    (an empty cell, "n/a", a time in another form), the pass carries on from the row it had
+    reached, reading the columns as text for our own row-by-row-tolerant parsers. Both ways
+    give the same values for every row Arrow accepts (our grammar includes Arrow's), so the
+    result never depends on the way taken. ``typed`` forces the choice (None: decide as above);
+    after the pass, ``typed`` tells which way finished.
+    """
+
+    def __init__(self, layout: Layout, chunk_rows: int = DEFAULT_CHUNK_ROWS, typed: bool | None = None):
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be >= 1")
+        self.layout = layout
+        self.chunk_rows = int(chunk_rows)
+        self.counts = Counts(layout.reasons)
+        self.typed = (layout.time_hint is not None) if typed is None else (typed and layout.time_hint is not None)
+        self._last = INT64_MIN  # running max of the otherwise-valid rows' times
+
+    def __iter__(self) -> Iterator[Accepted]:
+        lay = self.layout
+        nt = len(lay.time_cols)
+        if lay.fmt == "parquet":
+            for arrays in _parquet_batches(lay, self.chunk_rows):
+                yield self._validate(arrays[:nt], arrays[nt:])
+            return
+        done = 0
+        while True:
+            skipped: list = []  # lines the CSV parser dropped (wrong number of fields)
+            try:
+                for arrays in _csv_batches(lay, self.chunk_rows, skipped, self.typed, done):
+                    acc = self._validate(arrays[:nt], arrays[nt:])
+                    done += len(arrays[0])
+                    yield acc
+            except _TypedFailed:
+                self.typed = False  # start again as text, from the row reached
+                continue
+            break
+        # The last attempt parsed the file from its start, so it saw every dropped line.
+        self.counts.rows += len(skipped)
+        self.counts.by_reason["unparseable"] += len(skipped)
+
+    def _times(self, arrays: list[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+        if len(arrays) == 2:  # separate date and time columns
+            a, b = (x.cast(pa.binary()) if not pa.types.is_binary(x.type) else x for x in arrays)
+            joined = pc.binary_join_element_wise(a, b, pa.scalar(b"T", pa.binary()))
+            return parse_timestamps(joined)
+        return arrow_times_to_ns(arrays[0])
+
+    def _validate(self, time_arrays: list[pa.Array], price_arrays: list[pa.Array]) -> Accepted:
+        kind = self.layout.kind
+        counts = self.counts
+        ts, good = self._times(time_arrays)
+        n = len(ts)
+        values = [to_float(a) for a in price_arrays]
+
+        # unparseable / not finite: one cheap test first (NaN and inf fail it too).
+        inrange = good.copy()
+        for v, ok in values:
+            inrange &= ok
+            inrange &= np.abs(v) <= MAX_PRICE
+        unparseable = not_finite = None
+        if not inrange.all():
+            unparseable = ~good
+            finite = np.ones(n, dtype=bool)
+            for v, ok in values:
+                unparseable |= ~ok
+                fin = np.isfinite(v)
+                unparseable |= fin & (np.abs(v) > MAX_PRICE)
+                finite &= fin
+            not_finite = ~unparseable & ~finite
+            good = inrange
+        cents = [to_cents(np.where(good, v, 1.0)) if unparseable is not None else to_cents(v) for v, _ in values]
+
+        positive = cents[0] > 0
+        for c in cents[1:]:
+            positive &= c > 0
+        not_positive = good & ~positive
+        good = good & positive
+        crossed = None
+        if kind == BARS:
+            crossed = good & (cents[1] < cents[2])  # high < low
+            good &= ~crossed
+        elif kind == QUOTES:
+            crossed = good & (cents[1] < cents[0])  # ask < bid
+            good &= ~crossed
+
+        # Time order: later than the running max of the otherwise-valid rows before it.
+        masked = np.where(good, ts, INT64_MIN)
+        runmax = np.maximum.accumulate(masked)
+        before = np.empty(n, dtype=np.int64)
+        if n:
+            before[0] = self._last
+            np.maximum(runmax[:-1], self._last, out=before[1:])
+            self._last = max(self._last, int(runmax[-1]))
+        accepted = good & (ts > before)
+        late = good & ~accepted
+
+        by = counts.by_reason
+        counts.rows += n
+        if unparseable is not None:
+            by["unparseable"] += int(unparseable.sum())
+            by["not_finite"] += int(not_finite.sum())
+        by["not_positive"] += int(not_positive.sum())
+        if crossed is not None:
+            by["high_below_low" if kind == BARS else "crossed_quote"] += int(crossed.sum())
+        by["not_after_previous"] += int(late.sum())
+
+        if accepted.all():
+            out_t, out_p = ts, cents
+        else:
+            idx = np.flatnonzero(accepted)
+            out_t, out_p = ts[idx], [c[idx] for c in cents]
+        if kind == QUOTES:
+            out_p = [(out_p[0] + out_p[1] + 1) // 2]  # the midpoint in cents, half up
+        counts.accepted += len(out_t)
+        return Accepted(out_t, tuple(out_p))

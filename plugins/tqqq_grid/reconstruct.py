@@ -1,0 +1,514 @@
+"""Reconstruct (spec tqqq-grid.md, "Reconstruct 1-6"): the broker's view -> the grid's book.
+
+Pure: a :class:`~bothost.model.BrokerSnapshot` in, a :class:`ReconstructResult` out (the lots,
+the anchor, the orders to keep, cancel and place, critical alerts and human-readable findings).
+The plugin applies it; nothing here talks to a broker.
+
+Which orders are ours: orders for ``params.symbol`` whose tag is a tag of ``strategy_id``, and
+*untagged* orders for the symbol (the original bot tagged nothing: legacy). Orders with any other
+tag (another strategy, the user's own) are never touched and never counted, except that the
+broker's position is the account's, so their shares show up in the position check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
+
+from bothost.model import BrokerSnapshot, Fill, OpenOrder, OrderRequest, Side, round2
+
+from .grid import QueueSlot, desired_queue, legacy_purchase, reconcile_queue, sell_price, trigger_chain
+from .lots import LotMap
+from .orders import queue_request, sell_request
+from .params import TqqqGridConfig
+from .records import LiveBuy, Lot
+from .tags import ENTRY, QUEUE, Tag, owns, parse_own
+
+_ONE = Decimal(1)
+
+
+class AlertSpec(NamedTuple):
+    """A critical finding (S1): reconstruct places nothing when there is one."""
+
+    title: str
+    details: str
+    reset_steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """An order reconstruct wants placed: a SELL for ``lot`` (R2) or a BUY for ``slot`` (R3)."""
+
+    request: OrderRequest
+    lot: Lot | None = None
+    slot: QueueSlot | None = None
+
+
+@dataclass(frozen=True)
+class ReconstructResult:
+    anchor: Decimal | None
+    anchor_source: str
+    #: every open lot; those with ``sell_order_id is None`` get their SELL from ``to_place``
+    lots: tuple[Lot, ...]
+    #: the live Level-0 order, kept with its placed time (R1 timeout continues)
+    entry_order: LiveBuy | None
+    #: live BUYs kept: queue orders that match the desired queue, and partially filled BUYs
+    live_buys: tuple[LiveBuy, ...]
+    #: live BUYs to cancel (their fills may still arrive until the cancel is confirmed)
+    cancelled_buys: tuple[LiveBuy, ...]
+    to_place: tuple[PlannedOrder, ...]
+    alerts: tuple[AlertSpec, ...]
+    findings: tuple[str, ...]
+    desired: tuple[QueueSlot, ...] = ()
+    position: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.alerts
+
+    @property
+    def l0_order(self) -> LiveBuy | None:
+        return self.entry_order
+
+    @property
+    def to_cancel(self) -> tuple[str, ...]:
+        return tuple(b.order_id for b in self.cancelled_buys)
+
+    @property
+    def orders_to_place(self) -> tuple[OrderRequest, ...]:
+        return tuple(p.request for p in self.to_place)
+
+
+_RESET_COMMON = (
+    "Leave the GTC SELL orders at the broker in place: they protect the lots.",
+    "Run `bothost status` to see what reconstruct found.",
+)
+
+
+def _fmt(d: Decimal | None) -> str:
+    return "-" if d is None else f"{d:f}"
+
+
+def _trigger_at(anchor: Decimal, factor: Decimal, level: int) -> Decimal:
+    t = anchor
+    for _ in range(level):
+        t = round2(t * factor)
+    return t
+
+
+def derive_anchor(purchase: Decimal, level: int, buy_step: Decimal) -> Decimal:
+    """Reconstruct 3, last resort: an anchor (on the cent grid) whose chained trigger at
+    ``level`` is ``purchase``, or the nearest to it when none is.
+
+    ``T(level)`` is a non-decreasing function of the anchor (each chained ``round2`` is), so a
+    binary search finds the anchors whose trigger is ``purchase``; among them the one nearest to
+    the unrounded ``purchase / (1 - buy_step)^level`` is taken.
+    """
+    factor = _ONE - buy_step
+    ideal = purchase / factor**level
+    if level == 0:
+        return purchase
+    cent = Decimal("0.01")
+    # how far the chain's rounding can move the anchor: 0.005 per step, scaled back up
+    span = int((Decimal("0.005") * level / factor**level) / cent) + 2
+    base = round2(ideal)
+    lo_k, hi_k = -span, span  # search k in [lo_k, hi_k] for the first anchor with T >= purchase
+    if _trigger_at(base + hi_k * cent, factor, level) < purchase:
+        return base
+    while lo_k < hi_k:
+        mid = (lo_k + hi_k) // 2
+        if _trigger_at(base + mid * cent, factor, level) >= purchase:
+            hi_k = mid
+        else:
+            lo_k = mid + 1
+    first = base + lo_k * cent
+    if _trigger_at(first, factor, level) != purchase:
+        below = first - cent  # no anchor hits it: take the nearer of the two neighbours
+        if abs(_trigger_at(below, factor, level) - purchase) <= abs(_trigger_at(first, factor, level) - purchase):
+            return below
+        return first
+    # all anchors in [first, last] have T(level) == purchase; take the one nearest the ideal
+    lo_k2, hi_k2 = lo_k, span
+    while lo_k2 < hi_k2:  # last k with T == purchase
+        mid = (lo_k2 + hi_k2 + 1) // 2
+        if _trigger_at(base + mid * cent, factor, level) <= purchase:
+            lo_k2 = mid
+        else:
+            hi_k2 = mid - 1
+    last = base + lo_k2 * cent
+    return min(max(base, first), last)
+
+
+def _nearest_free_level(price: Decimal, candidates: Iterable[int], triggers: tuple[Decimal, ...], taken) -> int | None:
+    best = None
+    for level in candidates:
+        if level in taken or level >= len(triggers):
+            continue
+        key = (abs(triggers[level] - price), level)
+        if best is None or key < best[0]:
+            best = (key, level)
+    return None if best is None else best[1]
+
+
+@dataclass
+class _Work:
+    """Scratch space while reconstructing."""
+
+    findings: list[str] = field(default_factory=list)
+    alerts: list[AlertSpec] = field(default_factory=list)
+
+    def note(self, line: str) -> None:
+        self.findings.append(line)
+
+    def alert(self, title: str, details: str, *steps: str) -> None:
+        self.alerts.append(AlertSpec(title, details, tuple(steps) + _RESET_COMMON))
+        self.findings.append(f"CRITICAL: {title}: {details}")
+
+
+def reconstruct(
+    snapshot: BrokerSnapshot,
+    params: TqqqGridConfig,
+    lot_map: LotMap,
+    strategy_id: str,
+    fallback_anchor: Decimal | None = None,
+) -> ReconstructResult:
+    """Reconstruct 1-6. See the module docstring for which orders count as ours."""
+    w = _Work()
+    sym = params.symbol
+    n_levels = len(lot_map)
+    pt = params.profit_target
+
+    # ---- Reconstruct 1: classify what the broker reported ------------------------------------
+    tagged_sells: list[tuple[OpenOrder, Tag]] = []
+    legacy_sells: list[OpenOrder] = []
+    entry_buys: list[tuple[OpenOrder, Tag]] = []
+    queue_buys: list[tuple[OpenOrder, Tag]] = []
+    legacy_buys: list[OpenOrder] = []
+    foreign = 0
+    for o in snapshot.open_orders:
+        if o.symbol != sym or o.remaining <= 0:
+            continue
+        if not o.ref:
+            (legacy_sells if o.side is Side.SELL else legacy_buys).append(o)
+            continue
+        if not owns(o.ref, strategy_id):
+            foreign += 1
+            continue
+        tag = parse_own(o.ref, strategy_id)
+        if tag is None or tag.side is not o.side:
+            w.alert(
+                "unreadable order tag",
+                f"open {o.side.value} order {o.order_id} ({o.quantity} {sym} @ {_fmt(o.limit)}) has tag {o.ref!r}, "
+                f"which names this strategy but cannot be read",
+                f"Check order {o.order_id} in the broker's order list; cancel it by hand if it is not a grid order.",
+            )
+            continue
+        if o.side is Side.SELL:
+            tagged_sells.append((o, tag))
+        elif tag.kind == ENTRY:
+            entry_buys.append((o, tag))
+        else:
+            queue_buys.append((o, tag))
+    open_ids = {o.order_id for o in snapshot.open_orders}
+
+    our_execs: list[tuple[Fill, Tag]] = []
+    for e in snapshot.executions:
+        if e.symbol != sym:
+            continue
+        tag = parse_own(e.ref, strategy_id) if e.ref else None
+        if tag is not None:
+            our_execs.append((e, tag))
+    position = snapshot.position(sym)
+    w.note(
+        f"broker: {len(snapshot.open_orders)} open orders ({len(tagged_sells)} tagged SELLs, {len(legacy_sells)} untagged "
+        f"SELLs, {len(entry_buys) + len(queue_buys)} tagged BUYs, {len(legacy_buys)} untagged BUYs for {sym}; "
+        f"{foreign} with other tags left alone), {len(snapshot.executions)} executions, position {position}"
+    )
+
+    # ---- Reconstruct 2 (tagged): each open tagged SELL is a lot, exact from its tag -------------
+    lots: list[Lot] = []
+    for o, tag in tagged_sells:
+        if tag.level >= n_levels:
+            w.alert(
+                "SELL for a level the lot map does not have",
+                f"SELL {o.order_id} ({o.ref}) is for level {tag.level}; the lot map has levels 0..{n_levels - 1}",
+                "Restore the lot map the bot ran with, or sell that lot by hand and cancel its SELL.",
+            )
+            continue
+        if any(lot.level == tag.level for lot in lots):
+            w.note(f"note: two tagged SELLs for level {tag.level} (kept both: tags name different BUYs)")
+        lot = Lot(
+            level=tag.level, quantity=o.remaining, purchase=tag.price, sell_price=o.limit,
+            buy_order_id=tag.buy_order_id, sell_order_id=o.order_id, sell_ref=o.ref, sold=o.filled, origin="sell-tag",
+        )
+        lots.append(lot)
+        target = sell_price(tag.price, pt)
+        extra = "" if o.limit == target else f" (its limit differs from today's target {_fmt(target)}; kept as is)"
+        part = f", {o.filled} of {o.quantity} already sold (R4b)" if o.filled else ""
+        w.note(f"lot L{lot.level}: {lot.quantity} sh bought @ {_fmt(lot.purchase)}, SELL {o.order_id} @ {_fmt(o.limit)}{part}{extra}")
+
+    # ---- Reconstruct 4: BUYs of ours that completed with no SELL for them --------------------
+    covered = {t.buy_order_id for _, t in tagged_sells if t.buy_order_id}
+    covered |= {t.buy_order_id for e, t in our_execs if e.side is Side.SELL and t.buy_order_id}
+    last_buy_exec: dict[str, tuple[Fill, Tag]] = {}
+    for e, tag in our_execs:
+        if e.side is Side.BUY:
+            prev = last_buy_exec.get(e.order_id)
+            if prev is None or e.order_filled >= prev[0].order_filled:
+                last_buy_exec[e.order_id] = (e, tag)
+    new_lots: list[Lot] = []
+    for buy_id, (e, tag) in last_buy_exec.items():
+        if buy_id in open_ids or buy_id in covered or e.order_filled <= 0:
+            continue  # still working (R2 waits for completion), or already has its SELL
+        if tag.level >= n_levels:
+            w.alert("BUY for a level the lot map does not have",
+                    f"BUY {buy_id} ({e.ref}) filled {e.order_filled} at level {tag.level}; the lot map has {n_levels} levels",
+                    "Restore the lot map the bot ran with.")
+            continue
+        lot = Lot(
+            level=tag.level, quantity=e.order_filled, purchase=e.order_avg_price,
+            sell_price=sell_price(e.order_avg_price, pt), buy_order_id=buy_id, origin="execution",
+        )
+        new_lots.append(lot)
+        w.note(
+            f"BUY {buy_id} (L{tag.level}) filled {e.order_filled} @ {_fmt(e.order_avg_price)} and has no SELL: "
+            f"lot L{tag.level} made, its SELL @ {_fmt(lot.sell_price)} will be placed (Reconstruct 4, R2)"
+        )
+    lots.extend(new_lots)
+
+    # ---- Reconstruct 3: the anchor -------------------------------------------------------------
+    anchor: Decimal | None = None
+    source = "none"
+    l0 = [lot for lot in lots if lot.level == 0]
+    legacy_l0 = [o for o in legacy_sells if lot_map.levels_with_quantity(o.quantity) == (0,)]
+    if l0:
+        anchor, source = l0[0].purchase, f"Level-0 lot (purchase of {'SELL ' + str(l0[0].sell_order_id) if l0[0].sell_order_id else 'BUY ' + str(l0[0].buy_order_id)})"
+    elif legacy_l0:
+        anchor, source = legacy_purchase(legacy_l0[0].limit, pt), f"Level-0 lot (untagged SELL {legacy_l0[0].order_id})"
+    else:
+        tag_anchors: list[tuple[Decimal, str]] = []
+        for o, t in sorted(tagged_sells, key=lambda p: p[1].level):
+            if t.anchor is not None:
+                tag_anchors.append((t.anchor, f"tag of SELL {o.order_id}"))
+        for e, t in our_execs:
+            if e.side is Side.BUY and t.kind == QUEUE and e.order_id in last_buy_exec and e.order_id not in covered:
+                tag_anchors.append((t.price, f"tag of BUY {e.order_id}"))
+        for o, t in queue_buys:
+            tag_anchors.append((t.price, f"tag of BUY {o.order_id}"))
+        if tag_anchors:
+            anchor, source = tag_anchors[0]
+            others = sorted({a for a, _ in tag_anchors if a != anchor})
+            if others:
+                w.note(f"note: tags name other anchors too ({', '.join(map(_fmt, others))}); using {_fmt(anchor)}")
+        elif fallback_anchor is not None and (lots or legacy_sells):
+            anchor, source = fallback_anchor, "bot_state.json"
+    # Untagged SELLs need the anchor; without one, derive it from the deepest lot whose level is known.
+    if anchor is None and (lots or legacy_sells):
+        known = [(lot.level, lot.purchase) for lot in lots]
+        for o in legacy_sells:
+            levels = lot_map.levels_with_quantity(o.quantity)
+            if len(levels) == 1:
+                known.append((levels[0], legacy_purchase(o.limit, pt)))
+        if known:
+            level, purchase = max(known, key=lambda k: k[0])
+            anchor = derive_anchor(purchase, level, params.buy_step)
+            source = f"derived from the deepest lot (L{level} bought @ {_fmt(purchase)})"
+        else:
+            w.alert(
+                "cannot tell the levels of the untagged SELLs",
+                "every untagged SELL has a quantity that several levels share, and no tag, Level-0 lot or "
+                "bot_state.json gives the anchor",
+                "Write the grid's anchor (the Level-0 fill price) as \"anchor\" in the state folder's bot_state.json, "
+                "then restart.",
+            )
+    triggers = trigger_chain(anchor, params.buy_step, n_levels) if anchor is not None else ()
+    if anchor is not None:
+        w.note(f"anchor {_fmt(anchor)} from {source}")
+
+    # ---- Reconstruct 2 (untagged): level by quantity, nearest trigger, never two on a level --
+    if legacy_sells and triggers:
+        taken = {lot.level for lot in lots}
+        pairs: list[tuple[Decimal, int, int]] = []
+        purchases: list[Decimal] = []
+        for i, o in enumerate(legacy_sells):
+            p = legacy_purchase(o.limit, pt)
+            purchases.append(p)
+            levels = lot_map.levels_with_quantity(o.quantity)
+            if not levels:
+                w.alert(
+                    "untagged SELL with a quantity that is in no level",
+                    f"SELL {o.order_id}: {o.quantity} {sym} @ {_fmt(o.limit)}; the lot map has no level of {o.quantity} shares",
+                    f"Decide by hand which lot SELL {o.order_id} protects; if it is not the bot's, "
+                    f"give it a tag of its own or move it to another account.",
+                )
+                continue
+            pairs.extend((abs(triggers[level] - p), level, i) for level in levels)
+        pairs.sort()
+        assigned: dict[int, int] = {}
+        for _, level, i in pairs:
+            if i in assigned or level in taken:
+                continue
+            assigned[i] = level
+            taken.add(level)
+        for i, o in enumerate(legacy_sells):
+            if not lot_map.levels_with_quantity(o.quantity):
+                continue
+            if i not in assigned:
+                w.alert(
+                    "more untagged SELLs than levels for their quantity",
+                    f"SELL {o.order_id} ({o.quantity} {sym} @ {_fmt(o.limit)}): every level of {o.quantity} shares "
+                    f"({', '.join(map(str, lot_map.levels_with_quantity(o.quantity)))}) already has a lot",
+                    f"Decide by hand which lot SELL {o.order_id} protects.",
+                )
+                continue
+            level = assigned[i]
+            lot = Lot(
+                level=level, quantity=o.remaining, purchase=purchases[i], sell_price=o.limit,
+                sell_order_id=o.order_id, sell_ref=o.ref, sold=o.filled, origin="sell-legacy",
+            )
+            lots.append(lot)
+            w.note(
+                f"lot L{level}: {lot.quantity} sh bought @ {_fmt(lot.purchase)} (from untagged SELL {o.order_id} "
+                f"@ {_fmt(o.limit)}; trigger {_fmt(triggers[level])} is the nearest free one)"
+            )
+
+    # ---- the live BUYs ----------------------------------------------------------------------
+    def live(o: OpenOrder, level: int | None, is_entry: bool = False) -> LiveBuy:
+        return LiveBuy(
+            order_id=o.order_id, level=level, quantity=o.quantity, price=o.limit, filled=o.filled,
+            avg_price=o.avg_fill_price, ref=o.ref, is_entry=is_entry,
+            placed_ns=o.placed_ns or snapshot.time_ns,
+        )
+
+    entry: LiveBuy | None = None
+    cancelled: list[LiveBuy] = []
+    kept: list[LiveBuy] = []
+    for o, _t in sorted(entry_buys, key=lambda p: (p[0].placed_ns, p[0].order_id), reverse=True):
+        if entry is None:
+            entry = live(o, 0, is_entry=True)
+            w.note(f"Level-0 BUY {o.order_id} live ({o.filled}/{o.quantity} filled, placed at {entry.placed_ns}): kept (R1)")
+        elif o.filled > 0:
+            kept.append(live(o, 0))
+            w.note(f"second Level-0 BUY {o.order_id} is partially filled: kept until it completes (R3)")
+        else:
+            cancelled.append(live(o, 0))
+            w.note(f"second Level-0 BUY {o.order_id}: cancel (R1: never two)")
+
+    # ---- Reconstruct 5: position check -----------------------------------------------------
+    partial_filled = sum(o.filled for o, _ in entry_buys + queue_buys) + sum(o.filled for o in legacy_buys)
+    held = sum(lot.quantity for lot in lots)
+    expected = held + partial_filled
+    w.note(f"position check (Reconstruct 5): broker {position} vs lots {held} + filled part of open BUYs {partial_filled}")
+    if position < 0:
+        w.alert("short position", f"the broker reports {position} {sym}: the grid never sells short",
+                f"Close the short {sym} position by hand, then restart.")
+    elif position < expected:
+        w.alert(
+            "fewer shares than the lots",
+            f"the broker holds {position} {sym}; the lots and partly filled BUYs account for {expected}",
+            "Someone sold shares outside the bot, or a SELL filled that the executions do not show.",
+            "Cancel the SELLs whose shares are gone (or buy the shares back), then restart.",
+        )
+    elif position > expected:
+        excess = position - expected
+        if params.on_orphan_shares == "alert":
+            w.alert(
+                "orphan shares",
+                f"the broker holds {position} {sym}; the lots and partly filled BUYs account for {expected}: "
+                f"{excess} shares have no SELL",
+                f"Sell the {excess} shares by hand, or place a GTC SELL for them, or set `on_orphan_shares: adopt` "
+                f"to make them a lot at the position's average cost, then restart.",
+            )
+        else:
+            avg = next((p.avg_cost for p in snapshot.positions if p.symbol == sym), None) or Decimal(0)
+            level: int | None
+            if not lots:  # nothing else held: the orphans start a new grid as its Level-0 lot
+                anchor, source = avg, "adopted orphan shares (new Level-0 lot)"
+                triggers = trigger_chain(anchor, params.buy_step, n_levels)
+                level = 0
+            else:
+                level = _nearest_free_level(avg, range(n_levels), triggers, {lot.level for lot in lots})
+            if level is None or avg <= 0:
+                w.alert("orphan shares cannot be adopted",
+                        f"{excess} {sym} have no SELL and no free level (or no average cost) to adopt them at",
+                        f"Sell the {excess} shares by hand, then restart.")
+            else:
+                lot = Lot(level=level, quantity=excess, purchase=avg, sell_price=sell_price(avg, pt), origin="adopted")
+                lots.append(lot)
+                new_lots.append(lot)
+                w.note(f"adopted {excess} orphan shares as lot L{level} @ {_fmt(avg)} (on_orphan_shares: adopt); "
+                       f"its SELL @ {_fmt(lot.sell_price)} will be placed")
+
+    # ---- Reconstruct 6: R3 ---------------------------------------------------------------------
+    deepest = max((lot.level for lot in lots), default=None)
+    desired = desired_queue(deepest, triggers, lot_map, params.queue_depth) if triggers else ()
+    slot_by_qp = {(s.quantity, s.price): s.level for s in desired}
+    queue: list[LiveBuy] = []
+    for o, t in queue_buys:
+        queue.append(live(o, t.level))
+    for o in legacy_buys:
+        level = slot_by_qp.get((o.quantity, o.limit))
+        if level is None and o.filled > 0 and triggers:
+            level = _nearest_free_level(o.limit, lot_map.levels_with_quantity(o.quantity), triggers, set())
+        queue.append(live(o, level))
+        w.note(f"untagged BUY {o.order_id} ({o.quantity} @ {_fmt(o.limit)}): level {level if level is not None else 'unknown'}")
+    cancel_ids, place_slots = reconcile_queue(queue, desired)
+    cancel_set = set(cancel_ids)
+    for b in queue:
+        (cancelled if b.order_id in cancel_set else kept).append(b)
+    if desired:
+        w.note("desired queue (R3): " + ", ".join(f"L{s.level} {s.quantity}@{_fmt(s.price)}" for s in desired))
+    for b in kept:
+        w.note(f"keep BUY {b.order_id} L{b.level} {b.quantity}@{_fmt(b.price)}" + (f" ({b.filled} filled)" if b.filled else ""))
+    for b in cancelled:
+        w.note(f"cancel BUY {b.order_id} L{b.level} {b.quantity}@{_fmt(b.price)}")
+
+    to_place: list[PlannedOrder] = []
+    for lot in new_lots:
+        req = sell_request(params, strategy_id, lot.level, lot.quantity, lot.sell_price, lot.purchase, anchor, lot.buy_order_id)
+        lot.sell_ref = req.ref
+        to_place.append(PlannedOrder(req, lot=lot))
+    for slot in place_slots:
+        to_place.append(PlannedOrder(queue_request(params, strategy_id, slot, anchor), slot=slot))  # type: ignore[arg-type]
+        w.note(f"place BUY L{slot.level} {slot.quantity}@{_fmt(slot.price)}")
+
+    if w.alerts:
+        w.note("nothing placed or cancelled (S1): the broker's orders stay as they are")
+        cancelled, to_place = [], []
+    lots.sort(key=lambda lot: (lot.level, lot.sell_order_id or ""))
+    return ReconstructResult(
+        anchor=anchor, anchor_source=source, lots=tuple(lots), entry_order=entry, live_buys=tuple(kept),
+        cancelled_buys=tuple(cancelled), to_place=tuple(to_place), alerts=tuple(w.alerts),
+        findings=tuple(w.findings), desired=desired, position=position,
+    )
+
+
+def execution_pnl(
+    executions: Iterable[Fill], strategy_id: str, symbol: str, after_ns: int, seen_at_after: Iterable[str] = ()
+) -> tuple[Decimal, Decimal, int, frozenset[str]]:
+    """Gross P&L and fees of our executions newer than ``after_ns`` (those at exactly
+    ``after_ns`` count unless their exec id is in ``seen_at_after``).
+
+    Used to catch up the book's P&L with fills it did not see (the bot was down or
+    disconnected). Returns ``(gross, fees, last_ns, exec ids at last_ns)``.
+    """
+    seen = set(seen_at_after)
+    gross = Decimal(0)
+    fees = Decimal(0)
+    last_ns = after_ns
+    at_last = set(seen)
+    for e in executions:
+        if e.symbol != symbol or e.time_ns < after_ns or (e.time_ns == after_ns and e.exec_id in seen):
+            continue
+        tag = parse_own(e.ref, strategy_id) if e.ref else None
+        if tag is None:
+            continue
+        fees += e.commission
+        if e.side is Side.SELL:
+            gross += e.quantity * (e.price - tag.price)
+        if e.time_ns > last_ns:
+            last_ns, at_last = e.time_ns, set()
+        at_last.add(e.exec_id)
+    return gross, fees, last_ns, frozenset(at_last)

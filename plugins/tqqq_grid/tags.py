@@ -1,0 +1,157 @@
+"""R5 order tags (IB ``orderRef``, or the broker's client order id).
+
+Format (fields separated by ``:``, no spaces)::
+
+    <strategy>:BUY:L0:M<last>                       Level-0 entry (R1); M = the last price it derives from
+    <strategy>:BUY:L<n>:A<anchor>                   queue BUY (R3); its price is T(n) of that anchor
+    <strategy>:SELL:L<n>:P<purchase>:A<anchor>:B<buy order id>
+                                                    a lot's SELL (R2); P = the BUY's average fill price,
+                                                    B = the BUY it protects (Reconstruct 4); B is left
+                                                    out for a lot adopted from orphan shares
+
+for example ``tqqq_grid:BUY:L4:A100.00`` and ``tqqq_grid:SELL:L3:P97.03:A100.00:B17``.
+
+Prices are written exactly: two decimals when on the cent grid, otherwise every digit of the
+Decimal (an average of partial fills can be 97.0333333...), never in exponent form. The
+strategy id and the buy order id are percent-encoded (``urllib.parse.quote``) so that a ``:``,
+``%`` or a space in them cannot break the format; ordinary ids (``tqqq_grid``, ``17``, a UUID)
+are written as they are. Parsing gives back exactly what was formatted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import quote, unquote
+
+from bothost.model import Side
+
+ENTRY = "M"  # Level-0 BUY: derives from the market's last price
+QUEUE = "A"  # queue BUY: derives from the anchor
+SELL = "P"  # SELL: derives from the purchase price
+
+_PRICE = re.compile(r"\d+(?:\.\d+)?")
+_LEVEL = re.compile(r"L(0|[1-9]\d{0,5})")
+
+
+def format_price(value: Decimal) -> str:
+    """Exact, plain notation: ``100.00``, ``97.0333333333``; at least two decimals."""
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"a tag price must be finite and >= 0, got {value}")
+    text = format(value, "f")
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    if len(frac) < 2:
+        frac = frac.ljust(2, "0")
+    return f"{whole}.{frac}"
+
+
+def _parse_price(text: str) -> Decimal | None:
+    if not _PRICE.fullmatch(text):
+        return None
+    return Decimal(text)
+
+
+def _enc(text: str) -> str:
+    return quote(text, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    strategy_id: str
+    side: Side
+    level: int
+    kind: str  # ENTRY, QUEUE or SELL
+    price: Decimal  # last (ENTRY), anchor (QUEUE) or purchase (SELL)
+    anchor: Decimal | None = None  # SELL only: the anchor of the grid the lot belongs to
+    buy_order_id: str | None = None  # SELL only: the BUY it protects
+
+    @property
+    def is_entry(self) -> bool:
+        return self.kind == ENTRY
+
+    def render(self) -> str:
+        return format_tag(self)
+
+
+def format_tag(tag: Tag) -> str:
+    parts = [_enc(tag.strategy_id), tag.side.value, f"L{tag.level}", f"{tag.kind}{format_price(tag.price)}"]
+    if tag.anchor is not None:
+        parts.append("A" + format_price(tag.anchor))
+    if tag.buy_order_id:  # an empty id is no id
+        parts.append("B" + _enc(tag.buy_order_id))
+    return ":".join(parts)
+
+
+def entry_tag(strategy_id: str, last: Decimal) -> str:
+    return format_tag(Tag(strategy_id, Side.BUY, 0, ENTRY, last))
+
+
+def queue_tag(strategy_id: str, level: int, anchor: Decimal) -> str:
+    return format_tag(Tag(strategy_id, Side.BUY, level, QUEUE, anchor))
+
+
+def sell_tag(strategy_id: str, level: int, purchase: Decimal, anchor: Decimal | None, buy_order_id: str | None) -> str:
+    return format_tag(Tag(strategy_id, Side.SELL, level, SELL, purchase, anchor, buy_order_id))
+
+
+def tag_prefix(strategy_id: str) -> str:
+    """Every tag of ``strategy_id`` starts with this."""
+    return _enc(strategy_id) + ":"
+
+
+def owns(ref: str, strategy_id: str) -> bool:
+    """Whether ``ref`` claims to be a tag of ``strategy_id`` (it may still be malformed)."""
+    return ref.startswith(tag_prefix(strategy_id))
+
+
+def parse_tag(ref: str) -> Tag | None:
+    """The tag in ``ref``, or None when ``ref`` is not in this format (foreign or garbled)."""
+    if not ref or " " in ref:
+        return None
+    parts = ref.split(":")
+    if len(parts) < 4 or len(parts) > 6:
+        return None
+    sid_raw, side_raw, level_raw, price_raw, *extras = parts
+    if not sid_raw:
+        return None
+    try:
+        side = Side(side_raw)
+    except ValueError:
+        return None
+    if not _LEVEL.fullmatch(level_raw):
+        return None
+    level = int(level_raw[1:])
+    kind = price_raw[:1]
+    price = _parse_price(price_raw[1:])
+    if price is None:
+        return None
+    anchor: Decimal | None = None
+    buy_id: str | None = None
+    if side is Side.BUY:
+        if kind not in (ENTRY, QUEUE) or extras or (kind == ENTRY and level != 0):
+            return None
+    else:
+        if kind != SELL:
+            return None
+        rest = list(extras)
+        if rest and rest[0].startswith("A"):
+            anchor = _parse_price(rest.pop(0)[1:])
+            if anchor is None:
+                return None
+        if rest and rest[0].startswith("B") and len(rest[0]) > 1:
+            buy_id = unquote(rest.pop(0)[1:])
+        if rest:
+            return None
+    return Tag(unquote(sid_raw), side, level, kind, price, anchor, buy_id)
+
+
+def parse_own(ref: str, strategy_id: str) -> Tag | None:
+    """The tag in ``ref`` if it is a well-formed tag of ``strategy_id``, else None."""
+    if not owns(ref, strategy_id):
+        return None
+    tag = parse_tag(ref)
+    if tag is None or tag.strategy_id != strategy_id:
+        return None
+    return tag
