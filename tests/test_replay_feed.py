@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -35,8 +35,8 @@ from bothost_plugins.replay_feed.times import _parse_general, _buffers, parse_is
 
 NS = 1_000_000_000
 NY = ZoneInfo("America/New_York")
-settings.register_profile("replay", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile("replay")
+# Reading files takes longer than hypothesis' default 200 ms deadline on a busy machine.
+QUICK = settings(deadline=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,6 +383,7 @@ def test_prices_round_half_up_to_the_cent_as_written(tmp_path, value, cents):
 
 
 @given(st.integers(min_value=0, max_value=8), st.data())
+@QUICK
 def test_rounding_matches_decimal_half_up(decimals, data):
     """Any price written with up to 6 decimals below $10M, or 7-8 decimals below $100k."""
     units = data.draw(st.integers(min_value=0, max_value=(10**5 if decimals > 6 else 10**7) - 1))
@@ -482,7 +483,7 @@ def reference(path: Path):
 
 
 @given(chunk_rows=st.integers(min_value=1, max_value=400))
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)
 def test_chunk_size_never_changes_the_ticks(messy_csv, clean_csv, chunk_rows):
     for path in (messy_csv, clean_csv):
         t_ref, p_ref, stats = reference(path)
@@ -502,7 +503,7 @@ def test_messy_file_counts(messy_csv):
 
 
 @given(cut=st.integers(min_value=0, max_value=1999), chunk_rows=st.sampled_from([1, 7, 64, 65_536]))
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 def test_resume_after_ns_gives_exactly_the_rest(clean_csv, cut, chunk_rows):
     t_all, p_all, _ = reference(clean_csv)
     after = int(t_all[cut])
@@ -602,6 +603,7 @@ _iso = st.builds(
 
 
 @given(st.lists(_iso, min_size=1, max_size=20), st.integers(1, 50))
+@QUICK
 def test_fast_and_general_timestamp_parsers_agree(texts, repeat):
     arr = pa.array(texts)
     start, end, data = _buffers(arr)
@@ -617,6 +619,7 @@ def test_fast_and_general_timestamp_parsers_agree(texts, repeat):
 
 
 @given(_iso)
+@QUICK
 def test_what_arrow_reads_we_read_the_same(text):
     """The typed fast path relies on this: our grammar contains Arrow's, with equal values."""
     ns, ok, naive = parse_iso(pa.array([text]))
@@ -658,7 +661,7 @@ def _concat(chunks):
 
 
 @given(chunk=st.integers(min_value=1, max_value=40_000))
-@settings(max_examples=15)
+@settings(max_examples=15, deadline=None)
 def test_synthetic_is_deterministic_for_a_seed_whatever_the_chunk_size(chunk):
     ref = _concat(list(generate_bars(11, 40_000)))
     got = _concat(list(generate_bars(11, 40_000, chunk_bars=chunk)))
@@ -813,13 +816,13 @@ def test_a_bad_value_deep_in_a_big_file_switches_to_text_without_losing_or_recou
 
 
 @given(st.lists(st.integers(min_value=-2_000_000_000, max_value=4_000_000_000), min_size=1, max_size=50))
+@QUICK
 def test_written_timestamps_read_back_exactly(seconds):
     """The CSV writer's New York text (with offset) parses back to the same instants, DST included."""
-    from bothost_plugins.replay_feed.textfmt import local_iso_text
+    from bothost_plugins.replay_feed.textfmt import Lines
 
     utc = np.array(seconds, dtype=np.int64) * NS
-    text = local_iso_text(utc)
-    strings = [bytes(row).decode() for row in text]
+    strings = Lines(len(utc)).iso_local(utc).bytes().decode().splitlines()
     assert all(datetime.fromisoformat(s) == datetime.fromtimestamp(x, timezone.utc)
                for s, x in zip(strings, seconds))
     ns, ok = parse_timestamps(pa.array(strings))
@@ -827,12 +830,13 @@ def test_written_timestamps_read_back_exactly(seconds):
 
 
 def test_price_and_volume_text():
-    from bothost_plugins.replay_feed.textfmt import cents_text, csv_lines, digits
+    from bothost_plugins.replay_feed.textfmt import Lines
 
     cents = np.array([0, 5, 99, 100, 1230, 123456789], dtype=np.int64)
-    vol = np.array([0, 7, 10, 100, 99999, 1], dtype=np.int64)
-    assert csv_lines(cents_text(cents), digits(vol)).decode().splitlines() == [
-        "0.00,0", "0.05,7", "0.99,10", "1.00,100", "12.30,99999", "1234567.89,1"]
+    vol = np.array([0, 7, 10, 100, 99999, 2**40], dtype=np.int64)
+    assert Lines(6).cents(cents).uint(vol).uint(vol, min_digits=3).bytes().decode().splitlines() == [
+        "0.00,0,000", "0.05,7,007", "0.99,10,010", "1.00,100,100", "12.30,99999,99999",
+        f"1234567.89,{2**40},{2**40}"]
 
 
 def test_synthetic_csv_across_a_dst_change_reads_back(tmp_path):
@@ -862,6 +866,7 @@ def test_header_only_bom_and_crlf(tmp_path):
        st.lists(st.tuples(st.integers(1500, 2400), st.integers(0, 19), st.integers(0, 39), st.integers(0, 29),
                           st.integers(0, 69), st.integers(0, 69), st.integers(0, 999), st.integers(0, 29),
                           st.integers(0, 69)), min_size=2, max_size=60))
+@QUICK
 def test_fast_path_rows_with_one_layout_agree_with_the_general_parser(fmt, fields):
     texts = [fmt.format(y=f"{y:04d}", m=f"{m:02d}", d=f"{d:02d}", H=f"{H:02d}", M=f"{M:02d}", S=f"{S:02d}",
                         f=f"{fr:03d}", oh=f"{oh:02d}", om=f"{om:02d}")

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from .reader import Accepted, to_cents
-from .textfmt import cents_text, csv_lines, digits, local_iso_text
+from .textfmt import Lines
 from .times import NS, parse_timestamps
 
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
@@ -179,8 +179,10 @@ def write_csv(path: str | Path, *, seed: int = 7, bars: int = 20_000, start_pric
             out.write((CSV_HEADER + "\n").encode())
             for b in generate_bars(seed, bars, start_price=start_price, volatility=volatility, drift=drift,
                                    interval=interval, start=start, substeps=substeps, chunk_bars=chunk_bars):
-                out.write(csv_lines(local_iso_text(b["time_ns"]), cents_text(b["open"]), cents_text(b["high"]),
-                                    cents_text(b["low"]), cents_text(b["close"]), digits(b["volume"])))
+                lines = Lines(len(b["time_ns"])).iso_local(b["time_ns"])
+                for key in ("open", "high", "low", "close"):
+                    lines.cents(b[key])
+                out.write(lines.uint(b["volume"]).bytes())
                 n += len(b["time_ns"])
         os.replace(tmp, path)
     finally:
