@@ -202,6 +202,16 @@ def config_show(config_file: Path, overrides: tuple[str, ...]) -> None:
 
 def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Path | None,
          backtest: bool, verify_skips: bool, progress: bool, verbose: bool) -> None:
+    from .plot_worker import PlotWorker
+
+    plot_worker = PlotWorker()  # started first: it imports matplotlib on the other core meanwhile
+    try:
+        _run_with(config, overrides, state, out, data, backtest, verify_skips, progress, verbose, plot_worker)
+    finally:
+        plot_worker.close()
+
+
+def _run_with(config, overrides, state, out, data, backtest, verify_skips, progress, verbose, plot_worker) -> None:
     import asyncio
 
     from .logs import setup_logging
@@ -220,7 +230,8 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     setup_logging(state / "bot_log.txt", _console(stderr=True), verbose)
     opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
-                      progress=progress and console.is_terminal, title=f"{config.name}")
+                      progress=progress and console.is_terminal, title=f"{config.name}",
+                      verbose=verbose, plot_worker=plot_worker)
     result = asyncio.run(execute(run, pm, opts, console))
     _print_summary(console, result.summary, out)
     if result.status == "critical":

@@ -60,4 +60,7 @@ class HostContext:
         raise CriticalStop(alert)
 
     def record(self, key: str, value: Any) -> None:
-        self.records[key] = value
+        self.records[key] = value  # a callable is evaluated when the status is written
+
+    def recorded(self) -> dict[str, Any]:
+        return {k: (v() if callable(v) else v) for k, v in self.records.items()}

@@ -193,8 +193,11 @@ class StrategyContext(Protocol):
     def set_timer(self, name: str, time_ns: int) -> None:
         """Call :func:`on_timer` once the host clock reaches ``time_ns`` (replaces a same-named one)."""
 
-    def save_state(self, state: dict[str, Any]) -> None:
-        """Write the strategy's backup state atomically (temp file, fsync, rename)."""
+    def save_state(self, state: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """Write the strategy's backup state atomically (temp file, fsync, rename).
+
+        Pass a callable to have it built only when the host writes the file: after every event
+        live, at every checkpoint in a replay (where the simulated venue is the durable truth)."""
 
     def load_state(self) -> dict[str, Any] | None:
         """The last state saved, or None."""
@@ -204,7 +207,9 @@ class StrategyContext(Protocol):
         with exit status 3. Does not return (it raises :class:`CriticalStop`)."""
 
     def record(self, key: str, value: Any) -> None:
-        """Publish a fact for ``bothost status`` (for example the last reconstruct's findings)."""
+        """Publish a fact for ``bothost status`` (for example the last reconstruct's findings).
+        A list of mappings shows as a table, a mapping as a two-column table. ``value`` may be
+        a callable, evaluated only when the status is written."""
 
 
 class CriticalStop(Exception):

@@ -149,11 +149,23 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
-def plot_equity(path: Path, t: np.ndarray, price: np.ndarray, equity: np.ndarray, capital: np.ndarray,
-                stats: FillStats, title: str) -> None:
-    """Price with fills marked, equity and capital committed. Uses the Figure API (no pyplot)."""
+def import_matplotlib():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    return Figure, FigureCanvasAgg
+
+
+def fill_points(points: list[tuple[int, float]], most: int = 5000) -> np.ndarray:
+    """At most ``most`` fill markers, evenly thinned: a readable picture, not 100k markers."""
+    step = max(1, -(-len(points) // most))
+    return np.asarray(points[::step], dtype=np.float64).reshape(-1, 2)
+
+
+def plot_equity(path: Path, t: np.ndarray, price: np.ndarray, equity: np.ndarray, capital: np.ndarray,
+                buys: np.ndarray, sells: np.ndarray, title: str) -> None:
+    """Price with fills marked, equity and capital committed. Uses the Figure API (no pyplot)."""
+    Figure, FigureCanvasAgg = import_matplotlib()
 
     def dt(ns) -> np.ndarray:
         return np.asarray(ns, dtype="datetime64[ns]")
@@ -162,13 +174,10 @@ def plot_equity(path: Path, t: np.ndarray, price: np.ndarray, equity: np.ndarray
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     ax1.plot(dt(t), price, lw=0.6, color="0.35", label="price")
-    for points, marker, color, label in ((stats.buys, "^", "tab:green", "BUY fill"),
-                                         (stats.sells, "v", "tab:red", "SELL fill")):
-        if points:
-            step = max(1, len(points) // 5000)  # a readable picture, not 100k markers
-            pts = np.asarray(points[::step])
+    for pts, marker, color, label in ((buys, "^", "tab:green", "BUY fill"), (sells, "v", "tab:red", "SELL fill")):
+        if len(pts):
             ax1.scatter(dt(pts[:, 0].astype(np.int64)), pts[:, 1], marker=marker, s=10, color=color,
-                        label=label + (f" (1 in {step})" if step > 1 else ""), zorder=3)
+                        label=label, zorder=3)
     ax1.set_ylabel("price ($)")
     ax1.legend(loc="upper left", fontsize=8)
     ax1.set_title(title)

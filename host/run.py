@@ -38,6 +38,8 @@ class RunOptions:
     verify_skips: bool = False
     progress: bool = True
     title: str = ""
+    verbose: bool = False
+    plot_worker: object | None = None  # a started PlotWorker, or None to draw in-process
 
 
 @dataclass
@@ -75,6 +77,9 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     if hasattr(feed, "open"):
         feed.open()  # bad data is bad input: fail before anything is placed
     replay = isinstance(feed, ReplayFeed)
+    if replay and not opts.verbose:
+        # Every fill of a replay is in fills.csv; a line per fill in the log would only slow it.
+        logging.getLogger("bothost.strategy").setLevel(logging.WARNING)
     state = StateStore(state_dir / "bot_state.json")
     engine = Engine(pm=pm, broker=broker, strategies=strategies, state=state,
                     live_state_flush=not replay,
@@ -85,10 +90,14 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     sampler = report.PriceSampler()
     status = "done"
     driver = None
+    phases: dict[str, float] = {"prepare": time.perf_counter() - started}
     try:
+        mark = time.perf_counter()
         await broker.connect()
         await engine.reconstruct(_executions_since(state, strategies))
         engine.start()
+        phases["reconstruct"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         if replay:
             driver = ReplayDriver(engine, feed, skip_quiet_ticks=run.engine.skip_quiet_ticks,
                                   verify_skips=opts.verify_skips,
@@ -105,6 +114,7 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
                 await engine.run_live(feed, run.engine.checkpoint_every.total_seconds())
             if engine.alert is None and engine.stopping:
                 status = "interrupted"
+        phases["run"] = time.perf_counter() - mark
         if engine.alert is not None:
             raise CriticalStop(engine.alert)
         engine.stop()
@@ -115,7 +125,7 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
         raise
     if status == "critical" and engine.venue is not None:
         engine.venue.checkpoint()
-    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status)
+    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases)
     _write_status(state_dir, engine, summary)
     await _close(broker)
     return RunResult(status, summary)
@@ -135,7 +145,7 @@ async def _close(broker) -> None:
         log.exception("broker close failed")
 
 
-async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started, status) -> dict:
+async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started, status, phases) -> dict:
     c = engine.counters
     feed_stats = feed.stats() if hasattr(feed, "stats") else {}
     summary: dict[str, Any] = {
@@ -154,9 +164,11 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
     if out is not None and hasattr(broker, "iter_executions"):
         out.mkdir(parents=True, exist_ok=True)
         describe = lambda ref: pm.hook.describe_order_ref(ref=ref)  # noqa: E731
+        mark = time.perf_counter()
         stats = report.write_fills(out / "fills.csv", broker.iter_executions(None), describe)
+        phases["fills_csv"] = time.perf_counter() - mark
         t, p, equity, capital = report.equity_curve(stats, *sampler.arrays())
-        open_lots = sum(int(ctx.records.get("book", {}).get("open_lots", 0) or 0) for ctx in engine.contexts)
+        open_lots = sum(int(ctx.recorded().get("book", {}).get("open_lots", 0) or 0) for ctx in engine.contexts)
         summary.update({
             "fills": stats.buy_fills + stats.sell_fills,
             "buy_fills": stats.buy_fills,
@@ -173,8 +185,11 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         wall = time.perf_counter() - started
         summary["wall_time_s"] = round(wall, 3)
         summary["ticks_per_second"] = round(c.ticks / wall) if wall > 0 else None
+        mark = time.perf_counter()
         if len(t):
-            report.plot_equity(out / "equity.png", t, p, equity, capital, stats, opts.title or str(run.path))
+            _plot(opts, out, t, p, equity, capital, stats, opts.title or str(run.path))
+        phases["plot"] = time.perf_counter() - mark
+        summary["phases_s"] = {k: round(v, 3) for k, v in phases.items()}
         report.write_summary(out / "summary.json", summary)
     else:
         wall = time.perf_counter() - started
@@ -184,10 +199,22 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
     return summary
 
 
+def _plot(opts, out: Path, t, p, equity, capital, stats, title: str) -> None:
+    args = dict(t=t, price=p, equity=equity, capital=capital, buys=report.fill_points(stats.buys),
+                sells=report.fill_points(stats.sells), title=title)
+    worker = opts.plot_worker
+    if worker is not None and worker.submit(out / ".equity-job.npz", path=str(out / "equity.png"), **args):
+        problem = worker.wait()
+        if problem is None:
+            return
+        log.warning("plot worker: %s; drawing in-process", problem)
+    report.plot_equity(out / "equity.png", **args)
+
+
 def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:
     """What `bothost status` shows: each strategy's records, the run's counters, any alert."""
     atomic_write_json(state_dir / "status.json", {
-        "strategies": {ctx.strategy_id: ctx.records for ctx in engine.contexts},
+        "strategies": {ctx.strategy_id: ctx.recorded() for ctx in engine.contexts},
         "summary": summary,
         "alert": engine.alert.render() if engine.alert else None,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .errors import InputError
@@ -87,13 +88,20 @@ class StateStore:
         return self._data
 
     def get(self, section: str) -> dict[str, Any] | None:
-        return self._load().get("strategies", {}).get(section)
+        value = self._load().get("strategies", {}).get(section)
+        return value() if callable(value) else value
 
-    def put(self, section: str, value: dict[str, Any]) -> None:
+    def put(self, section: str, value: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """``value`` may be a callable: it is called only when the file is written."""
         self._load().setdefault("strategies", {})[section] = value
         self._dirty = True
 
     def flush(self) -> None:
         if self._dirty:
-            atomic_write_json(self.path, self._load())
+            data = self._load()
+            sections = data.setdefault("strategies", {})
+            for key, value in sections.items():
+                if callable(value):
+                    sections[key] = value()
+            atomic_write_json(self.path, data)
             self._dirty = False

@@ -202,6 +202,18 @@ def test_render_shows_every_section():
         assert needle in text, needle
 
 
+def test_render_flags_a_fit_without_spread_in_fills():
+    from rich.console import Console
+
+    res = {"cost_vs_work": {"runs": [{"vol": 0.2, "status": "ok", "wall_s": 4.2, "fills": 4000},
+                                     {"vol": 1.2, "status": "ok", "wall_s": 3.9, "fills": 6300}],
+                            "fit": {"base_s": 4.9, "per_fill_us": -150.0, "points": 2}}}
+    con = Console(record=True, width=250, file=io.StringIO())
+    for r in bl.render(res):
+        con.print(r)
+    assert "not meaningful" in con.export_text()
+
+
 def test_write_json_is_atomic_and_round_trips(tmp_path):
     out = tmp_path / "results" / "latest.json"
     bl.write_json(_fake_results(), out)

@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from . import arrow
 from .errors import DataError
 from .times import arrow_times_to_ns, parse_iso, parse_timestamps
 
@@ -152,15 +153,15 @@ def to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
             try:
                 f = pc.cast(text, pa.float64())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # pragma: no cover - belt and braces
-                f = pa.array([_py_float(v) for v in text.to_pylist()], pa.float64())
+                f = arrow.floats([_py_float(v) for v in text.to_pylist()])
     else:
         raise TypeError(f"a price column of type {t}")
     if f.null_count:
-        ok = f.is_valid().to_numpy(zero_copy_only=False)
-        values = f.fill_null(np.nan).to_numpy(zero_copy_only=False)
+        ok = arrow.valid(f)
+        values = arrow.values_or(f, np.nan, np.float64)
     else:
         ok = np.ones(len(f), dtype=bool)
-        values = f.to_numpy(zero_copy_only=False)
+        values = arrow.values_or(f, np.nan, np.float64)
     return values, ok
 
 
@@ -260,7 +261,7 @@ def _time_hint(head: bytes, header: list[str], time_cols: tuple[str, ...]) -> st
     values = [r[i] for r in rows if len(r) == len(header)]
     if not values:
         return None
-    _, ok, naive = parse_iso(pa.array(values[:1]))
+    _, ok, naive = parse_iso(arrow.strings(values[:1]))
     if not ok[0]:
         return None
     return "naive" if naive[0] else "utc"

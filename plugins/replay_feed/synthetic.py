@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from . import arrow
 from .reader import Accepted, to_cents
 from .textfmt import Lines
 from .times import NS, parse_timestamps
@@ -48,7 +49,7 @@ def start_ns(start: str | int | datetime | None) -> int:
         else:
             return int(start.timestamp()) * NS + start.microsecond * 1000
     if isinstance(start, str):
-        ns, ok = parse_timestamps(pa.array([start]))
+        ns, ok = parse_timestamps(arrow.strings([start]))
         if not ok[0]:
             raise ValueError(f"start {start!r} is not an ISO timestamp")
         return int(ns[0])

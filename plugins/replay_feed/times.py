@@ -35,6 +35,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 
+from . import arrow
+
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
 EXCHANGE_TZ = "America/New_York"
@@ -129,7 +131,7 @@ def parse_iso(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if n == 0:
         return ns, ok, naive
     start, end, data = _buffers(arr)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else np.ones(n, bool)
+    valid = arrow.valid(arr)
     done = _parse_fixed(start, end, data, valid, ns, ok, naive)
     rest = np.flatnonzero(~done)
     if rest.size:
@@ -426,17 +428,17 @@ def arrow_times_to_ns(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         return parse_timestamps(arr)
     if pa.types.is_dictionary(t):
         return arrow_times_to_ns(arr.cast(t.value_type))
-    ok = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else np.ones(len(arr), bool)
+    ok = arrow.valid(arr)
     if pa.types.is_timestamp(t):
         if t.unit == "ns":
-            ns = arr.cast(pa.int64()).fill_null(0).to_numpy()
+            ns = arrow.values_or(arr.cast(pa.int64()), 0, np.int64)
         else:  # coarser units: check the range before scaling, so nothing overflows
             per = {"s": NS, "ms": 1_000_000, "us": 1_000}[t.unit]
-            raw = arr.cast(pa.int64()).fill_null(0).to_numpy()
+            raw = arrow.values_or(arr.cast(pa.int64()), 0, np.int64)
             ok &= (raw >= MIN_S * NS // per) & (raw < MAX_S * NS // per)
             ns = np.where(ok, raw, 0) * per
     elif pa.types.is_date(t):
-        days = arr.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy().astype(np.int64)
+        days = arrow.values_or(arr.cast(pa.date32()).cast(pa.int32()), 0, np.int32).astype(np.int64)
         ok &= (days >= MIN_S // 86_400) & (days < MAX_S // 86_400)
         ns = np.where(ok, days, 0) * DAY_NS
     else:

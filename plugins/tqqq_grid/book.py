@@ -468,6 +468,7 @@ class Book:
         if not self._dirty:
             return
         self._dirty = False
-        lots = self._lot_dicts()
-        ctx.save_state(self.state(lots))
-        ctx.record("book", self.view(lots))
+        # Handed over as callables: the host builds them only when it writes (every event live,
+        # every checkpoint in a replay), so a replay with many fills does not pay per fill.
+        ctx.save_state(self.state)
+        ctx.record("book", self.view)
