@@ -68,21 +68,23 @@ def guarded(fn):
         except (SystemExit, click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:
-            logging.getLogger("bothost").error("internal error:\n%s", traceback.format_exc())
-            where = _log_file_hint()
+            where = _log_traceback()
             _fail(f"internal error: {type(exc).__name__}: {exc} (traceback in {where})", EXIT_INTERNAL)
 
     return wrapper
 
 
-def _log_file_hint() -> str:
+def _log_traceback() -> str:
+    """Put the traceback in the run's log file only (the terminal gets one line); returns the file."""
+    text = f"internal error:\n{traceback.format_exc()}"
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
+            handler.emit(logging.LogRecord("bothost", logging.ERROR, __file__, 0, text, None, None))
             return handler.baseFilename
     # No run log yet (the failure came before a state folder existed): keep the traceback anyway.
     fallback = Path.home() / ".bothost-error.log"
     with open(fallback, "a") as fh:
-        fh.write(traceback.format_exc())
+        fh.write(text + "\n")
     return str(fallback)
 
 
@@ -98,6 +100,23 @@ def _load(config: Path, overrides: tuple[str, ...] = (), patch=None):
     if patch is not None:
         patch(raw.data, registry)
     return pm, registry, validate(raw, registry)
+
+
+def _check_buildable(run) -> None:
+    """What `validate` checks beyond the config's shape: the live guard (S2) and the files a
+    strategy reads when it is built (a lot map, say). Nothing is connected, nothing is written."""
+    import logging as _logging
+    import tempfile
+
+    from .hookspecs import BuildEnv
+    from .run import build, live_guard
+
+    live_guard(run, run.broker.settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = BuildEnv(config_path=Path(run.path), state_dir=Path(tmp), mode=run.mode,
+                       log=_logging.getLogger("bothost.validate"))
+        for section in run.strategies:
+            build(section, env)
 
 
 def _default_state_dir(config: Path, run) -> Path:
@@ -178,6 +197,7 @@ def plugins() -> None:
 def validate(config: Path, overrides: tuple[str, ...]) -> None:
     """Check CONFIG (exit 0) or say what is wrong with it, where, and how to fix it (exit 2)."""
     _, _, run = _load(config, overrides)
+    _check_buildable(run)
     names = ", ".join(s.id for s in run.strategies)
     _console().print(f"{config}: ok (mode {run.mode}, broker {run.broker.use}, feed {run.feed.use}, "
                      f"strategies {names})", markup=False)
@@ -202,19 +222,10 @@ def config_show(config_file: Path, overrides: tuple[str, ...]) -> None:
 
 def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Path | None,
          backtest: bool, verify_skips: bool, progress: bool, verbose: bool) -> None:
-    from .plot_worker import PlotWorker
-
-    plot_worker = PlotWorker()  # started first: it imports matplotlib on the other core meanwhile
-    try:
-        _run_with(config, overrides, state, out, data, backtest, verify_skips, progress, verbose, plot_worker)
-    finally:
-        plot_worker.close()
-
-
-def _run_with(config, overrides, state, out, data, backtest, verify_skips, progress, verbose, plot_worker) -> None:
     import asyncio
 
     from .logs import setup_logging
+    from .plot_worker import PlotWorker
     from .run import RunOptions, execute
 
     pm, registry, run = _load(config, overrides, _data_patch(data, backtest))
@@ -229,10 +240,14 @@ def _run_with(config, overrides, state, out, data, backtest, verify_skips, progr
     console = _console()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     setup_logging(state / "bot_log.txt", _console(stderr=True), verbose)
-    opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
-                      progress=progress and console.is_terminal, title=f"{config.name}",
-                      verbose=verbose, plot_worker=plot_worker)
-    result = asyncio.run(execute(run, pm, opts, console))
+    plot_worker = PlotWorker()  # it imports matplotlib on the other core while the run runs
+    try:
+        opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
+                          progress=progress and console.is_terminal, title=config.name,
+                          verbose=verbose, plot_worker=plot_worker)
+        result = asyncio.run(execute(run, pm, opts, console))
+    finally:
+        plot_worker.close()
     _print_summary(console, result.summary, out)
     if result.status == "critical":
         _console(stderr=True).print(result.summary.get("alert", "critical alert"), markup=False)

@@ -69,7 +69,8 @@ class Registry:
         return sorted(n for k, n in self._kinds if k == kind)
 
     def nearest(self, kind: str, name: str) -> str | None:
-        match = difflib.get_close_matches(name, self.names(kind), n=1, cutoff=0.5)
+        # A high bar: suggesting the paper venue for a misspelt live broker would be worse than nothing.
+        match = difflib.get_close_matches(name, self.names(kind), n=1, cutoff=0.75)
         return match[0] if match else None
 
     def all(self) -> list[Kind]:

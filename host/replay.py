@@ -19,6 +19,7 @@ import numpy as np
 
 from .engine import Engine
 from .hookspecs import ReplayFeed
+from .prefetch import prefetch
 
 log = logging.getLogger("bothost.replay")
 
@@ -31,7 +32,8 @@ class ReplayDriver:
     def __init__(self, engine: Engine, feed: ReplayFeed, *, skip_quiet_ticks: bool = True,
                  verify_skips: bool = False, checkpoint_every_s: float = 2.0,
                  on_progress: Callable[[int], None] | None = None,
-                 on_sample: Callable[[np.ndarray, np.ndarray], None] | None = None):
+                 on_sample: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                 on_checkpoint: Callable[[], None] | None = None):
         if engine.venue is None:
             raise ValueError("a replay needs a broker that matches orders itself (a simulated venue)")
         self.engine = engine
@@ -43,6 +45,7 @@ class ReplayDriver:
         self.checkpoint_every_s = checkpoint_every_s
         self.on_progress = on_progress
         self.on_sample = on_sample
+        self.on_checkpoint = on_checkpoint
         self.interrupted = False
 
     def _next_wake(self) -> int | None:
@@ -114,6 +117,7 @@ class ReplayDriver:
                 last_checkpoint = time.monotonic()
             await asyncio.sleep(0)  # let SIGINT/SIGTERM handlers run between chunks
             if self.interrupted:
+                self.checkpoint()  # a clean stop: the next start resumes exactly here
                 return
         self.checkpoint()
 
@@ -133,5 +137,7 @@ class ReplayDriver:
                 return
 
     def checkpoint(self) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
         self.venue.checkpoint()
         self.engine.flush_state()

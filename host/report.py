@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,15 +30,6 @@ def money(value: Decimal) -> str:
     """Cents when exact (1.00), all digits otherwise (0.0125): never a silent rounding."""
     q = value.quantize(CENT)
     return str(q) if q == value else str(value.normalize())
-
-
-def iso_time(time_ns: int, tz: ZoneInfo = EXCHANGE_TZ) -> str:
-    seconds, nanos = divmod(time_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz)
-    text = stamp.isoformat()
-    if nanos:
-        text = stamp.replace(microsecond=nanos // 1000).isoformat()
-    return text
 
 
 class PriceSampler:
@@ -62,6 +54,23 @@ class PriceSampler:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(self.times), np.concatenate(self.prices)
 
+    def save(self, path: Path) -> None:
+        """Kept in the state folder so that a resumed run still plots (and measures) the whole run."""
+        t, p = self.arrays()
+        self.times, self.prices = [t], [p]
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, t=t, p=p)
+        os.replace(tmp, path)
+
+    def load(self, path: Path, upto_ns: int | None) -> None:
+        try:
+            with np.load(path) as data:
+                t, p = data["t"], data["p"]
+        except (OSError, KeyError, ValueError):
+            return  # only a picture is lost: the fills come from the venue
+        keep = t <= upto_ns if upto_ns is not None else np.zeros(len(t), bool)
+        self.times, self.prices = [t[keep]], [p[keep]]
+
 
 @dataclass
 class FillStats:
@@ -77,51 +86,87 @@ class FillStats:
     capital: list[float] = field(default_factory=list)
     buys: list[tuple[int, float]] = field(default_factory=list)
     sells: list[tuple[int, float]] = field(default_factory=list)
+    levels: list[int | None] = field(default_factory=list)  # per fill, for fills.csv
 
 
-def write_fills(path: Path, fills: Iterable[Fill], describe: Callable[[str], dict | None]) -> FillStats:
-    """Stream the executions to fills.csv and gather what the summary and the plot need."""
+def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None]) -> FillStats:
+    """One pass over the executions: counts, P&L per lot, and the series the plot needs.
+
+    A SELL whose tag names its lot's purchase price books ``qty x (sell - purchase)``; one that
+    does not (a foreign or legacy order) books against the position's average cost.
+    """
     stats = FillStats()
     position, cost, cash = 0, Decimal(0), Decimal(0)
     cache: dict[str, dict | None] = {}
+    for f in fills:
+        info = cache.get(f.ref)
+        if info is None and f.ref not in cache:
+            info = cache[f.ref] = describe(f.ref) if f.ref else None
+        stats.levels.append(None if not info else info.get("level"))
+        stats.fees += f.commission
+        if f.side is Side.BUY:
+            stats.buy_fills += 1
+            position += f.quantity
+            cost += f.quantity * f.price
+            cash -= f.quantity * f.price
+            stats.buys.append((f.time_ns, float(f.price)))
+        else:
+            stats.sell_fills += 1
+            purchase = info.get("purchase") if info else None
+            if purchase is None:
+                purchase = cost / position if position else f.price
+            stats.realized_pnl += f.quantity * (f.price - Decimal(purchase))
+            cost -= f.quantity * Decimal(purchase) if position else 0
+            position -= f.quantity
+            cash += f.quantity * f.price
+            if f.order_complete:
+                stats.round_trips += 1
+            stats.sells.append((f.time_ns, float(f.price)))
+        cash -= f.commission
+        stats.peak_capital = max(stats.peak_capital, cost)
+        stats.times.append(f.time_ns)
+        stats.positions.append(position)
+        stats.cash.append(float(cash))
+        stats.capital.append(float(cost))
+    return stats
+
+
+class _IsoTimes:
+    """ISO 8601 in exchange time with its offset; the zone is looked up once per hour, not per fill."""
+
+    def __init__(self, tz: ZoneInfo = EXCHANGE_TZ):
+        self.tz = tz
+        self.offsets: dict[int, tuple[int, str]] = {}
+
+    def __call__(self, time_ns: int) -> str:
+        seconds, nanos = divmod(time_ns, 1_000_000_000)
+        hour = seconds // 3600
+        off = self.offsets.get(hour)
+        if off is None:
+            stamp = datetime.fromtimestamp(hour * 3600, self.tz)
+            delta = int(stamp.utcoffset().total_seconds())
+            off = self.offsets[hour] = (delta, stamp.isoformat()[19:])
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds + off[0]))
+        if nanos:
+            text += f".{nanos // 1000:06d}"
+        return text + off[1]
+
+
+def iso_time(time_ns: int) -> str:
+    return _IsoTimes()(time_ns)
+
+
+def write_fills(path: Path, fills: Iterable[Fill], levels: list[int | None]) -> None:
+    """fills.csv, one row per execution in order, written to a temp file then renamed."""
+    iso = _IsoTimes()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         out = csv.writer(fh, lineterminator="\n")
         out.writerow(FILLS_HEADER)
-        for f in fills:
-            info = cache.get(f.ref)
-            if info is None and f.ref not in cache:
-                info = cache[f.ref] = describe(f.ref) if f.ref else None
-            level = "" if not info or info.get("level") is None else info["level"]
-            out.writerow([iso_time(f.time_ns), f.symbol, f.side.value, level, f.quantity,
+        for f, level in zip(fills, levels, strict=True):
+            out.writerow([iso(f.time_ns), f.symbol, f.side.value, "" if level is None else level, f.quantity,
                           f"{f.price:.2f}", money(f.commission), f.order_id, f.ref])
-            stats.fees += f.commission
-            if f.side is Side.BUY:
-                stats.buy_fills += 1
-                position += f.quantity
-                cost += f.quantity * f.price
-                cash -= f.quantity * f.price
-                stats.buys.append((f.time_ns, float(f.price)))
-            else:
-                stats.sell_fills += 1
-                purchase = info.get("purchase") if info else None
-                if purchase is None:  # no lot known: average cost
-                    purchase = cost / position if position else f.price
-                stats.realized_pnl += f.quantity * (f.price - Decimal(purchase))
-                cost -= f.quantity * Decimal(purchase) if position else 0
-                position -= f.quantity
-                cash += f.quantity * f.price
-                if f.order_complete:
-                    stats.round_trips += 1
-                stats.sells.append((f.time_ns, float(f.price)))
-            cash -= f.commission
-            stats.peak_capital = max(stats.peak_capital, cost)
-            stats.times.append(f.time_ns)
-            stats.positions.append(position)
-            stats.cash.append(float(cash))
-            stats.capital.append(float(cost))
     os.replace(tmp, path)
-    return stats
 
 
 def equity_curve(stats: FillStats, sample_t: np.ndarray, sample_p: np.ndarray):

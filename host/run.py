@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import report
 from .engine import Engine
 from .errors import InputError
-from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, ReplayFeed
+from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, MatchingVenue, ReplayFeed
 from .replay import ReplayDriver
 from .state import StateStore, atomic_write_json, ensure_state_dir
 
@@ -56,12 +56,24 @@ def live_guard(run, broker_settings) -> None:
     """S2: a broker section that points at a live account needs `mode: live`."""
     is_live = getattr(broker_settings, "is_live", None)
     if callable(is_live) and is_live() and run.mode != "live":
-        pos = run.where(("broker",)) if hasattr(run, "where") else None
+        pos = run.where(("broker",))
         raise InputError(
             "this broker section points at a LIVE account, but the config does not say `mode: live`",
-            getattr(pos, "file", run.path), getattr(pos, "line", None),
+            getattr(pos, "file", run.path), getattr(pos, "line", None), col=getattr(pos, "col", None),
             hint="paper trading is the default; add `mode: live` at the top of the config to trade real money",
         )
+
+
+def check_pairing(run, broker, feed) -> None:
+    """A replay needs a venue that matches orders itself: a real broker never sees replayed prices."""
+    if isinstance(feed, ReplayFeed) and not isinstance(broker, MatchingVenue):
+        pos = run.where(("feed",))
+        raise InputError(
+            f"feed {run.feed.use!r} replays recorded data, but broker {run.broker.use!r} does not match "
+            "orders itself, so no order could ever fill", getattr(pos, "file", run.path),
+            getattr(pos, "line", None), col=getattr(pos, "col", None),
+            hint="replay with a simulated broker (`broker: {use: sim_broker}`, or `bothost backtest`), "
+                 "or use a live feed with this broker")
 
 
 async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
@@ -71,6 +83,7 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     live_guard(run, run.broker.settings)
     broker = build(run.broker, env)
     feed = build(run.feed, env)
+    check_pairing(run, broker, feed)
     strategies = [(s.id, build(s, env)) for s in run.strategies]
     for i, section in enumerate(run.notify):
         pm.register(build(section, env), name=f"notifier:{i}:{section.use}")
@@ -94,6 +107,9 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     try:
         mark = time.perf_counter()
         await broker.connect()
+        if replay and engine.venue.clock_ns is not None:  # a resumed replay: carry the first part on
+            _restore_progress(state, engine, sampler, state_dir)
+            phases["resumed_after_ns"] = engine.venue.clock_ns
         await engine.reconstruct(_executions_since(state, strategies))
         engine.start()
         phases["reconstruct"] = time.perf_counter() - mark
@@ -102,7 +118,8 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
             driver = ReplayDriver(engine, feed, skip_quiet_ticks=run.engine.skip_quiet_ticks,
                                   verify_skips=opts.verify_skips,
                                   checkpoint_every_s=run.engine.checkpoint_every.total_seconds(),
-                                  on_sample=sampler)
+                                  on_sample=sampler,
+                                  on_checkpoint=lambda: _save_progress(state, engine, sampler, state_dir))
             with _progress(console, opts.progress and run.engine.progress, feed) as advance:
                 driver.on_progress = advance
                 with _stop_on_signals(lambda: setattr(driver, "interrupted", True)):
@@ -129,6 +146,24 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     _write_status(state_dir, engine, summary)
     await _close(broker)
     return RunResult(status, summary)
+
+
+PROGRESS_SECTION = "__replay__"  # the host's own section in bot_state.json
+PROGRESS_COUNTERS = ("ticks", "handled_ticks", "bad_ticks", "orders_placed", "orders_cancelled")
+
+
+def _save_progress(state: StateStore, engine: Engine, sampler, state_dir: Path) -> None:
+    """At each checkpoint: what a resumed replay needs to report the whole run, not its tail."""
+    state.put(PROGRESS_SECTION, {k: getattr(engine.counters, k) for k in PROGRESS_COUNTERS})
+    sampler.save(state_dir / "price_samples.npz")
+
+
+def _restore_progress(state: StateStore, engine: Engine, sampler, state_dir: Path) -> None:
+    saved = state.get(PROGRESS_SECTION) or {}
+    for key in PROGRESS_COUNTERS:
+        if isinstance(saved.get(key), int):
+            setattr(engine.counters, key, saved[key])
+    sampler.load(state_dir / "price_samples.npz", engine.venue.clock_ns)
 
 
 def _executions_since(state: StateStore, strategies) -> int | None:
@@ -164,10 +199,14 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
     if out is not None and hasattr(broker, "iter_executions"):
         out.mkdir(parents=True, exist_ok=True)
         describe = lambda ref: pm.hook.describe_order_ref(ref=ref)  # noqa: E731
+        opts.title = opts.title or str(run.path)
         mark = time.perf_counter()
-        stats = report.write_fills(out / "fills.csv", broker.iter_executions(None), describe)
-        phases["fills_csv"] = time.perf_counter() - mark
+        stats = report.collect_fills(broker.iter_executions(None), describe)
         t, p, equity, capital = report.equity_curve(stats, *sampler.arrays())
+        # The plot worker draws while this process writes fills.csv: two cores, two jobs.
+        plotting = len(t) > 0 and _submit_plot(opts, out, t, p, equity, capital, stats)
+        report.write_fills(out / "fills.csv", broker.iter_executions(None), stats.levels)
+        phases["fills_csv"] = time.perf_counter() - mark
         open_lots = sum(int(ctx.recorded().get("book", {}).get("open_lots", 0) or 0) for ctx in engine.contexts)
         summary.update({
             "fills": stats.buy_fills + stats.sell_fills,
@@ -182,13 +221,15 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
             "peak_capital_committed": str(report.money(stats.peak_capital)),
             "max_drawdown": round(report.max_drawdown(equity), 2),
         })
+        mark = time.perf_counter()
+        if len(t):
+            _finish_plot(opts, out, plotting, t, p, equity, capital, stats)
+        phases["plot_wait"] = time.perf_counter() - mark
         wall = time.perf_counter() - started
         summary["wall_time_s"] = round(wall, 3)
         summary["ticks_per_second"] = round(c.ticks / wall) if wall > 0 else None
-        mark = time.perf_counter()
-        if len(t):
-            _plot(opts, out, t, p, equity, capital, stats, opts.title or str(run.path))
-        phases["plot"] = time.perf_counter() - mark
+        resumed = phases.pop("resumed_after_ns", None)
+        summary["resumed_after"] = None if resumed is None else report.iso_time(int(resumed))
         summary["phases_s"] = {k: round(v, 3) for k, v in phases.items()}
         report.write_summary(out / "summary.json", summary)
     else:
@@ -199,16 +240,24 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
     return summary
 
 
-def _plot(opts, out: Path, t, p, equity, capital, stats, title: str) -> None:
-    args = dict(t=t, price=p, equity=equity, capital=capital, buys=report.fill_points(stats.buys),
+def _plot_args(t, p, equity, capital, stats, title: str) -> dict:
+    return dict(t=t, price=p, equity=equity, capital=capital, buys=report.fill_points(stats.buys),
                 sells=report.fill_points(stats.sells), title=title)
+
+
+def _submit_plot(opts, out: Path, t, p, equity, capital, stats) -> bool:
     worker = opts.plot_worker
-    if worker is not None and worker.submit(out / ".equity-job.npz", path=str(out / "equity.png"), **args):
-        problem = worker.wait()
+    args = _plot_args(t, p, equity, capital, stats, opts.title)
+    return worker is not None and worker.submit(out / ".equity-job.npz", path=str(out / "equity.png"), **args)
+
+
+def _finish_plot(opts, out: Path, submitted: bool, t, p, equity, capital, stats) -> None:
+    if submitted:
+        problem = opts.plot_worker.wait()
         if problem is None:
             return
         log.warning("plot worker: %s; drawing in-process", problem)
-    report.plot_equity(out / "equity.png", **args)
+    report.plot_equity(out / "equity.png", **_plot_args(t, p, equity, capital, stats, opts.title))
 
 
 def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:

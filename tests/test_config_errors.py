@@ -233,7 +233,13 @@ def test_cli(case: Case, tmp_path: Path):
 
 
 def test_cli_accepts_the_good_config(tmp_path: Path):
+    import shutil
+
     path = tmp_path / "c.yaml"
     path.write_text(GOOD)
+    proc = run_cli(path)
+    # validate builds the strategies too: the lot map the config names must exist beside it
+    assert proc.returncode == 2 and "tqqq_lots.csv" in proc.stderr and "not found" in proc.stderr
+    shutil.copy(Path(__file__).parents[1] / "configs" / "tqqq_lots.csv", tmp_path)
     proc = run_cli(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -46,6 +46,11 @@ class RunConfig:
     notify: list[Section]
     engine: EngineSettings
     data: dict[str, Any] = field(repr=False)
+    sources: Any = field(default=None, repr=False, compare=False)
+
+    def where(self, keypath: tuple) -> Any:
+        """Where a key was written (a ``Pos``), for errors found after validation."""
+        return self.sources.where(tuple(keypath)) if self.sources is not None else None
 
 
 def validate(raw: RawConfig, registry: Registry) -> RunConfig:
@@ -96,6 +101,7 @@ def validate(raw: RawConfig, registry: Registry) -> RunConfig:
         notify=[s for p, s in sections.items() if p[0] == "notify"],
         engine=host.engine,
         data=data,
+        sources=raw.sources,
     )
 
 

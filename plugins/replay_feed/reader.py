@@ -207,7 +207,7 @@ def inspect(path: str | Path) -> Layout:
     path = Path(path)
     if not path.exists():
         raise DataError("data file not found", path,
-                        hint="check the path; a relative `data:` path is relative to the config file")
+                        hint="check the path (a `data:` path in a config is relative to the config file; `--data` to the current folder)")
     if path.is_dir():
         raise DataError("is a directory, not a data file", path, hint=HEADER_HINT)
     try:

@@ -451,9 +451,10 @@ class Book:
                 "order_id": entry.order_id, "quantity": entry.quantity, "price": format_price(entry.price),
                 "filled": entry.filled, "placed_ns": entry.placed_ns,
             },
-            "realized_pnl": str(self.realized_pnl),
-            "gross_pnl": str(self.gross_pnl),
+            # Named as in summary.json: realized is gross (qty x (sell - purchase)), net is after fees.
+            "realized_pnl": str(self.gross_pnl),
             "fees": str(self.fees),
+            "net_realized_pnl": str(self.realized_pnl),
             "last_event_ns": self.last_event_ns,
         }
 
