@@ -90,7 +90,7 @@ class VenueStore:
             order.aux, order.ref, order.placed_ns, order.status = aux, ref, placed, OrderStatus.SUBMITTED
             order.triggered, order.fresh, order.value = bool(trig), bool(fresh), value
             order.tif, order.outside_rth = tif, bool(rth)
-            venue.orders[oid] = order
+            venue.add(order)
             if order.fresh:
                 venue.arriving.append(order)  # placed on the last tick before the checkpoint
         return True

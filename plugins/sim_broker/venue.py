@@ -7,6 +7,7 @@ values leave the venue (fills and snapshots).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -107,6 +108,24 @@ class Venue:
         self.cash = 0  # cents, before fees
         self.fees = Decimal(0)
         self._band: tuple[int, int] | None = None
+        # The working orders again, shaped for matching: BUYs are few (the queue and Level 0);
+        # SELLs are many (one per lot) and kept sorted by the price that wakes them, so a tick
+        # looks only at the SELLs it can reach.
+        self._buys: list[SimOrder] = []
+        self._sells: list[SimOrder] = []
+
+    def add(self, order: SimOrder) -> None:
+        self.orders[order.id] = order
+        if order.side is BUY:
+            self._buys.append(order)
+        else:
+            bisect.insort(self._sells, order, key=_sell_key)
+        self._band = None
+
+    def _remove(self, order: SimOrder) -> None:
+        del self.orders[order.id]
+        (self._buys if order.side is BUY else self._sells).remove(order)
+        self._band = None
 
     # ---------------------------------------------------------------- orders in
     def place(self, req: OrderRequest) -> str:
@@ -131,10 +150,9 @@ class Venue:
             if order.triggered:
                 # Rule 2: marketable on arrival, judged against the tick being handled.
                 order.fresh = (last <= limit) if order.side is BUY else (last >= limit)
-        self.orders[oid] = order
+        self.add(order)
         self.arriving.append(order)
         self.dirty_orders[oid] = order
-        self._band = None
         return str(oid)
 
     def cancel(self, order_id: str) -> bool:
@@ -142,12 +160,11 @@ class Venue:
         order = self.orders.get(int(order_id)) if order_id.isdigit() else None
         if order is None:
             return False
-        del self.orders[order.id]
+        self._remove(order)
         if order in self.arriving:
             self.arriving.remove(order)
         order.status = OrderStatus.CANCELLED
         self.dirty_orders[order.id] = order
-        self._band = None
         self.emit(OrderUpdate(str(order.id), self.clock_ns or 0, OrderStatus.CANCELLED, order.symbol,
                               order.side, order.quantity, order.filled, order.ref, order.avg_price()))
         return True
@@ -156,14 +173,8 @@ class Venue:
     def quiet_band(self) -> tuple[int, int]:
         band = self._band
         if band is None:
-            lo, hi = -1, NO_SELL
-            for order in self.orders.values():
-                price = order.wake_price()
-                if order.side is BUY:
-                    if price > lo:
-                        lo = price
-                elif price < hi:
-                    hi = price
+            lo = max((o.wake_price() for o in self._buys), default=-1)
+            hi = self._sells[0].wake_price() if self._sells else NO_SELL
             band = self._band = (lo, hi)
         return band
 
@@ -183,21 +194,27 @@ class Venue:
         self.arriving = []
         crossed_buys: list[SimOrder] = []
         crossed_sells: list[SimOrder] = []
-        for order in self.orders.values():
-            if order.side is BUY:
-                if not order.triggered and price <= order.aux:
-                    order.triggered = True
-                    self.dirty_orders[order.id] = order
-                    self._band = None
-                if order.triggered and price <= order.limit:
-                    crossed_buys.append(order)
-            else:
-                if not order.triggered and price >= order.aux:
-                    order.triggered = True
-                    self.dirty_orders[order.id] = order
-                    self._band = None
-                if order.triggered and price >= order.limit:
-                    crossed_sells.append(order)
+        for order in self._buys:
+            if not order.triggered and price <= order.aux:
+                order.triggered = True
+                self.dirty_orders[order.id] = order
+                self._band = None
+            if order.triggered and price <= order.limit:
+                crossed_buys.append(order)
+        triggered_now = []
+        for order in self._sells:  # ascending wake price: stop at the first one out of reach
+            if order.wake_price() > price:
+                break
+            if not order.triggered:
+                order.triggered = True
+                self.dirty_orders[order.id] = order
+                triggered_now.append(order)
+            if price >= order.limit:
+                crossed_sells.append(order)
+        for order in triggered_now:  # its wake price is now its limit: re-sort it
+            self._sells.remove(order)
+            bisect.insort(self._sells, order, key=_sell_key)
+            self._band = None
         fill_price = {o.id: (price if o.fresh else o.limit) for o in crossed_buys + crossed_sells}
         for order in arrived:
             order.fresh = False  # the first tick after arrival has been seen
@@ -238,8 +255,7 @@ class Venue:
         self.dirty_orders[order.id] = order
         if order.filled >= order.quantity:
             order.status = OrderStatus.FILLED
-            del self.orders[order.id]
-            self._band = None
+            self._remove(order)
             # Queued now, handled by the engine after this fill (as IB sends execDetails, then status).
             self.emit(OrderUpdate(str(order.id), time_ns, OrderStatus.FILLED, sym, order.side,
                                   order.quantity, order.filled, order.ref, fill.order_avg_price))
@@ -256,6 +272,10 @@ class Venue:
                 avg = (Decimal(self.cost.get(sym, 0)) / qty / 100).quantize(AVG_QUANTUM, rounding=ROUND_HALF_UP)
                 out.append(Position(sym, qty, avg.normalize()))
         return tuple(out)
+
+
+def _sell_key(order: SimOrder) -> tuple[int, int]:
+    return order.wake_price(), order.seq
 
 
 def _check(req: OrderRequest) -> str:

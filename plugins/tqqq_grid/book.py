@@ -262,7 +262,8 @@ class Book:
             lot.quantity = fill.order_quantity - fill.order_filled
             if lot.quantity <= 0:  # R4: the SELL completed, the lot is closed
                 del self.lots[fill.order_id]
-                self._deepest = None
+                if lot.level == self._deepest:
+                    self._deepest = None  # recomputed when next asked; otherwise the deepest stays
                 self.log.info("lot L%d closed by SELL %s @ %s", lot.level, fill.order_id, fill.price)
         self._reconcile(ctx)  # R3 after every fill; with no lot left this cancels the queue (R4)
         self._dirty = True
@@ -299,7 +300,8 @@ class Book:
         req = sell_request(self.params, self.strategy_id, b.level, b.filled, limit, purchase, self.anchor, b.order_id)  # type: ignore[arg-type]
         oid = ctx.place(req)
         self.lots[oid] = Lot(b.level, b.filled, purchase, limit, b.order_id, oid, req.ref, origin="buy")  # type: ignore[arg-type]
-        self._deepest = None
+        if self._deepest is not None and b.level > self._deepest:
+            self._deepest = b.level  # type: ignore[assignment]
         self.log.info("lot L%s: %d @ %s from BUY %s; SELL %s @ %s (R2)", b.level, b.filled, purchase, b.order_id, oid, limit)
 
     def _reconcile(self, ctx) -> None:
