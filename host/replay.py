@@ -65,7 +65,7 @@ class ReplayDriver:
         wake = self._next_wake()
         if wake is not None:
             end = max(i, min(n, int(np.searchsorted(times, wake, side="left"))))
-        start, width = i, 64
+        start, width = i, 256  # about the usual distance between two events of a grid
         while start < end:
             stop = min(end, start + width)
             seg = prices[start:stop]

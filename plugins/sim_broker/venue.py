@@ -8,6 +8,7 @@ values leave the venue (fills and snapshots).
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -63,7 +64,10 @@ class SimOrder:
     def avg_price(self) -> Decimal | None:
         if not self.filled:
             return None
-        return (Decimal(self.value) / self.filled / 100).quantize(AVG_QUANTUM, rounding=ROUND_HALF_UP).normalize()
+        value, filled = self.value, self.filled
+        if value % filled == 0:  # all at one price (or averaging to whole cents): exact
+            return _dollars(value // filled)
+        return (Decimal(value) / filled / 100).quantize(AVG_QUANTUM, rounding=ROUND_HALF_UP).normalize()
 
     def to_open_order(self) -> OpenOrder:
         return OpenOrder(
@@ -131,13 +135,13 @@ class Venue:
     def place(self, req: OrderRequest) -> str:
         oid = self.next_order_id
         self.next_order_id += 1
-        problem = _check(req)
+        limit = _cents(req.limit)
+        aux = None if req.aux is None else _cents(req.aux)
+        problem = _check(req, limit, aux)
         if problem:
             self.emit(OrderUpdate(str(oid), self.clock_ns or 0, OrderStatus.REJECTED, req.symbol, req.side,
                                   req.quantity, 0, req.ref, None, problem))
             return str(oid)
-        limit = int(req.limit * 100)
-        aux = None if req.aux is None else int(req.aux * 100)
         if req.order_type is LIT and aux is None:
             aux = limit
         order = SimOrder(oid, oid, req, limit, aux, self.clock_ns or 0)
@@ -248,7 +252,7 @@ class Venue:
         self.next_exec_id += 1
         fill = Fill(
             exec_id=exec_id, order_id=str(order.id), time_ns=time_ns, symbol=sym, side=order.side,
-            quantity=qty, price=Decimal(price).scaleb(-2), commission=commission, ref=order.ref,
+            quantity=qty, price=_dollars(price), commission=commission, ref=order.ref,
             order_quantity=order.quantity, order_filled=order.filled, order_avg_price=order.avg_price(),
         )
         self.unsaved.append(fill)
@@ -278,15 +282,28 @@ def _sell_key(order: SimOrder) -> tuple[int, int]:
     return order.wake_price(), order.seq
 
 
-def _check(req: OrderRequest) -> str:
+@functools.lru_cache(maxsize=65536)
+def _cents(value: Decimal) -> int | None:
+    """A price in whole cents, or None if it is not a positive whole number of cents.
+    Cached: a grid places the same few hundred prices over and over."""
+    if not value.is_finite() or value <= 0:
+        return None
+    cents = value * 100
+    return int(cents) if cents == cents.to_integral_value() else None
+
+
+@functools.lru_cache(maxsize=65536)
+def _dollars(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+def _check(req: OrderRequest, limit: int | None, aux: int | None) -> str:
     """Why the venue refuses an order, or '' (as a real broker would reject it)."""
     if req.quantity <= 0:
         return f"quantity must be positive, got {req.quantity}"
-    for name, value in (("limit", req.limit), ("aux", req.aux)):
-        if value is None:
-            continue
-        if not value.is_finite() or value <= 0:
-            return f"{name} price must be positive, got {value}"
-        if value != value.quantize(Decimal("0.01")):
+    for name, value, cents in (("limit", req.limit, limit), ("aux", req.aux, aux)):
+        if value is not None and cents is None:
+            if not value.is_finite() or value <= 0:
+                return f"{name} price must be positive, got {value}"
             return f"{name} price {value} is not a whole number of cents (the venue trades in cents)"
     return ""

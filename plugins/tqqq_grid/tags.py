@@ -20,6 +20,8 @@ are written as they are. Parsing gives back exactly what was formatted.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,6 +55,7 @@ def _parse_price(text: str) -> Decimal | None:
     return Decimal(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def _enc(text: str) -> str:
     return quote(text, safe="")
 
