@@ -19,7 +19,6 @@ import numpy as np
 
 from .engine import Engine
 from .hookspecs import ReplayFeed
-from .prefetch import prefetch
 
 log = logging.getLogger("bothost.replay")
 

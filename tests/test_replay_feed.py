@@ -29,7 +29,8 @@ from bothost_plugins.replay_feed import plugin as rf_plugin
 from bothost_plugins.replay_feed.bars import GapCounter
 from bothost_plugins.replay_feed.errors import DataError
 from bothost_plugins.replay_feed.feed import FileFeed, SyntheticFeed
-from bothost_plugins.replay_feed.reader import Scan, inspect, to_cents
+from bothost_plugins.replay_feed.layout import inspect
+from bothost_plugins.replay_feed.reader import Scan, to_cents
 from bothost_plugins.replay_feed.synthetic import generate_bars, write_csv
 from bothost_plugins.replay_feed.times import _parse_general, _buffers, parse_iso, parse_timestamps
 

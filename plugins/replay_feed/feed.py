@@ -22,7 +22,8 @@ import numpy as np
 from bothost.hookspecs import TickChunk
 
 from .bars import DEFAULT_INTERVAL_NS, GapCounter, ticks_from_bars
-from .reader import BARS, DEFAULT_CHUNK_ROWS, REASONS, Counts, Layout, Scan, inspect
+from .layout import BARS, REASONS, Layout, inspect
+from .reader import DEFAULT_CHUNK_ROWS, Counts, Scan
 from .synthetic import DEFAULT_SUBSTEPS, bar_chunks, start_ns
 from .times import NS
 

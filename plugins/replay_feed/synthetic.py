@@ -24,7 +24,6 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from . import arrow
 from .reader import Accepted, to_cents
