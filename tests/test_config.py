@@ -588,7 +588,7 @@ def test_mask():
     masked = mask(data)
     assert masked == {
         "broker": {"use": "x", "password": "***", "api_key": "***", "API_SECRET": "***", "client_id": 7},
-        "notify": [{"use": "hook", "token": "***", "auth_token": "***", "key": "***", "url": "u"}],
+        "notify": [{"use": "hook", "token": "***", "auth_token": "***", "key": "***", "url": "***"}],  # a URL holds its token
         "empty": {"password": None, "token": ""},  # a missing secret stays visibly missing
         "keys": ["a"], "monkey": "banana", "token_count": 3, "secretary": "x",
     }

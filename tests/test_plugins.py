@@ -236,3 +236,11 @@ def test_s2_a_live_port_with_mode_live_passes_the_guard(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "LIVE account" not in r.stdout + r.stderr
     assert json.loads((tmp_path / "O" / "summary.json").read_text())["status"] == "done"
+
+
+def test_a_broker_that_cannot_be_reached_exits_4_with_its_reason(tmp_path):
+    site = demo_site(tmp_path)
+    config = write_config(tmp_path, live_broker_config(7497).replace("port: 7497", "port: 7497\n  unreachable: true"))
+    r = bothost(tmp_path, site, "run", str(config), "--state", "S", "--out", "O")
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "no gateway answered at 127.0.0.1:7497" in r.stderr and "Traceback" not in r.stdout + r.stderr

@@ -169,3 +169,48 @@ def test_missing_lot_is_a_critical_stop_with_nothing_placed(tmp_path):
     assert [o.side for o in venue.open_orders()] == [Side.SELL]
     status = bothost("status", str(PAPER), "--state", str(state), cwd=tmp_path)
     assert status.returncode == 0 and "alert" in status.stdout.lower()
+
+
+def test_critical_alert_reaches_an_apprise_notifier_and_never_logs_its_url(tmp_path):
+    """S1: every configured notifier hears of the alert; a notifier URL (it holds a token) is a
+    secret and appears in no log."""
+    import http.server
+    import json
+    import threading
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        state = tmp_path / "state"
+        b = open_venue(state)
+        buy = buy_fill(b.venue, T0, 50, D("60.00"))
+        b.venue.place(OrderRequest("TQQQ", Side.SELL, 94, D("60.60"),
+                                   ref=sell_tag("tqqq_grid", 0, D("60.00"), D("60.00"), buy)))
+        close_venue(b)
+        url = f"json://127.0.0.1:{server.server_port}/hooks/SECRET-TOKEN-123"
+        config = tmp_path / "alerting.yaml"
+        config.write_text(f"extends: {PAPER}\nnotify:\n  - use: bell\n  - use: apprise\n    urls: ['{url}']\n")
+        data = write_bars(tmp_path / "bars.csv", [60.10] * 10, start="2024-01-02T10:30:00-05:00")
+        r = bothost("run", str(config), "--data", str(data), "--state", str(state), "--out", str(tmp_path / "o"),
+                    cwd=tmp_path)
+    finally:
+        server.shutdown()
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "\a" in r.stderr  # the bell
+    [(path, body)] = received
+    assert path == "/hooks/SECRET-TOKEN-123"
+    assert "CRITICAL" in body["message"] and "Manual reset" in body["message"]
+    assert "SECRET-TOKEN-123" not in (state / "bot_log.txt").read_text()
+    shown = bothost("config", "show", str(config), cwd=tmp_path)
+    assert shown.returncode == 0 and "SECRET-TOKEN-123" not in shown.stdout and "***" in shown.stdout

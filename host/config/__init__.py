@@ -16,11 +16,12 @@ from .loader import RawConfig, load
 from .masking import dump_yaml, is_secret, mask
 from .models import EngineSettings
 from .positions import SourceMap
-from .units import Duration, NonNegativePercent, Percent, PositivePercent
+from .units import ConfigPath, Duration, NonNegativePercent, Percent, PositivePercent
 from .validator import RunConfig, Section, validate
 
 __all__ = [
     "ConfigError",
+    "ConfigPath",
     "Duration",
     "EngineSettings",
     "NonNegativePercent",

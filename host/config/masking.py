@@ -1,7 +1,8 @@
 """Hiding secrets before a config is shown (``bothost config show``), and rendering YAML.
 
 A value is secret when its key says so by name: ``key``, ``secret``, ``password``, ``token``,
-or a name ending in ``_key``, ``_secret``, ``_password``, ``_token`` (any case). Matching by
+``url``, ``urls`` (a notifier URL holds its token), or a name ending in ``_key``, ``_secret``,
+``_password``, ``_token``, ``_url``, ``_urls`` (any case). Matching by
 name, rather than by where the value came from, also hides secrets typed into the file.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 MASK = "***"
-_NAMES = ("key", "secret", "password", "token")
+# Notifier URLs (`url`, `urls`) carry their service's token in the URL itself (apprise, webhooks).
+_NAMES = ("key", "secret", "password", "token", "url", "urls")
 
 
 def is_secret(key: Any) -> bool:

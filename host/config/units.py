@@ -163,3 +163,13 @@ Duration = Annotated[
     UnitDoc("a duration such as 2s, 500ms or 1h"),
 ]
 """A non-negative ``timedelta``: ``"500ms"``, ``"2s"``, ``"1.5m"``, ``"1h"``, ``"1h30m"``, or seconds."""
+
+
+class FileNameMarker:
+    """Marks a text field as a file name: a relative one is resolved against the folder of the
+    config file that wrote it (or of the file that wrote its section, for a default), so a
+    config that ``extends:`` one in another folder still finds that one's files."""
+
+
+ConfigPath = Annotated[str, FileNameMarker(), UnitDoc("a file name, relative to the config file that names it")]
+"""A file named in a config; after validation it is an absolute path (``--set`` ones: from the current folder)."""

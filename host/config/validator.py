@@ -17,7 +17,9 @@ from ..registry import Kind, Registry
 from .explain import Problem, explain
 from .loader import RawConfig
 from .models import SECTION_KINDS, EngineSettings, HostConfig
+from .errors import SET_FILE
 from .positions import KeyPath
+from .units import FileNameMarker
 
 #: Strategy ids become file and folder names (state, logs), so they are kept plain.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -154,7 +156,23 @@ def _section(kind: str, path: KeyPath, section: dict[str, Any], raw: RawConfig,
             "this is a bug in that plugin; report it to its authors",
         ))
         return None
-    return Section(kind=kind, use=use, id=ident, plugin=plugin, settings=settings, path=path)
+    return Section(kind=kind, use=use, id=ident, plugin=plugin, settings=_resolve_files(settings, path, raw),
+                   path=path)
+
+
+def _resolve_files(settings: BaseModel, path: KeyPath, raw: RawConfig) -> BaseModel:
+    """Make each ``ConfigPath`` field absolute, relative to the file that wrote it."""
+    updates = {}
+    for name, info in type(settings).model_fields.items():
+        if not any(isinstance(m, FileNameMarker) for m in info.metadata):
+            continue
+        value = getattr(settings, name)
+        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+            continue
+        pos = raw.where(path + (name,))
+        base = Path.cwd() if pos.file == SET_FILE else Path(pos.file).resolve().parent
+        updates[name] = str(base / Path(value).expanduser())
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def _shown(path: KeyPath) -> str:

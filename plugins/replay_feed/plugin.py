@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bothost.config import ConfigPath
 from bothost.hookspecs import BuildEnv, hookimpl
 
 from .errors import DataError
@@ -77,7 +78,7 @@ class ReplayFeedConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str | None = Field(None, description="CSV or Parquet file of bars, ticks or quotes "
+    data: ConfigPath | None = Field(None, description="CSV or Parquet file of bars, ticks or quotes "
                                                "(relative to the config file)")
     symbol: str = Field("TQQQ", min_length=1, description="the symbol the ticks are for")
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, gt=0, description="rows read per chunk")

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bothost.config import Duration, NonNegativePercent, PositivePercent
+from bothost.config import ConfigPath, Duration, NonNegativePercent, PositivePercent
 
 
 class TqqqGridConfig(BaseModel):
@@ -19,7 +19,7 @@ class TqqqGridConfig(BaseModel):
 
     symbol: str = "TQQQ"
     #: the lot map, relative to the config file (resolved with ``BuildEnv.resolve``)
-    lots: str = "tqqq_lots.csv"
+    lots: ConfigPath = "tqqq_lots.csv"
     #: SELL limit = purchase x (1 + profit_target)
     profit_target: PositivePercent = "1%"  # type: ignore[assignment]
     #: each level's trigger is buy_step below the previous level's trigger

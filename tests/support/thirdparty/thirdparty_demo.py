@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict
 
-from bothost.hookspecs import hookimpl
+from bothost.hookspecs import BrokerUnavailable, hookimpl
 from bothost.model import BrokerSnapshot
 
 LIVE_PORTS = (7496, 4001)
@@ -58,6 +58,7 @@ class DemoLiveBrokerConfig(BaseModel):
 
     host: str = "127.0.0.1"
     port: int
+    unreachable: bool = False  # for tests: the gateway never answers
 
     def is_live(self) -> bool:
         return self.port in LIVE_PORTS
@@ -76,7 +77,8 @@ class DemoLiveBroker:
         self._emit = emit
 
     async def connect(self) -> None:
-        pass
+        if self.config.unreachable:
+            raise BrokerUnavailable(f"no gateway answered at {self.config.host}:{self.config.port} after 3 tries")
 
     async def snapshot(self, executions_since_ns):
         return BrokerSnapshot(time_ns=self._clock or 0)
