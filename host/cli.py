@@ -105,7 +105,6 @@ def _load(config: Path, overrides: tuple[str, ...] = (), patch=None):
 def _check_buildable(run) -> None:
     """What `validate` checks beyond the config's shape: the live guard (S2) and the files a
     strategy reads when it is built (a lot map, say). Nothing is connected, nothing is written."""
-    import logging as _logging
     import tempfile
 
     from .hookspecs import BuildEnv
@@ -114,7 +113,7 @@ def _check_buildable(run) -> None:
     live_guard(run, run.broker.settings)
     with tempfile.TemporaryDirectory() as tmp:
         env = BuildEnv(config_path=Path(run.path), state_dir=Path(tmp), mode=run.mode,
-                       log=_logging.getLogger("bothost.validate"))
+                       log=logging.getLogger("bothost.validate"))
         for section in run.strategies:
             build(section, env)
 

@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: CI machines are shared and slow at times; a property either holds
+# or it does not, however long an example takes.
+settings.register_profile("bothost", deadline=None)
+settings.load_profile("bothost")
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
