@@ -120,6 +120,7 @@ class Engine:
         self.pending: collections.deque = collections.deque()  # consequences of the current event
         self.inbox: collections.deque = collections.deque()  # events from outside, in arrival order
         self._busy = 0
+        self.reconstruct_due = False
         self.alert: Alert | None = None
         self.stopping = False
         self._state_dirty = False
@@ -238,16 +239,9 @@ class Engine:
         for ctx in self.contexts:
             self.call(ctx, "on_connection", event=event)
         if event.state is ConnectionState.RESTORED:
-            # Fills during the outage are in the snapshot's executions (Reconstruct 1).
-            asyncio.get_running_loop().create_task(self._reconstruct_after_reconnect())
-
-    async def _reconstruct_after_reconnect(self) -> None:
-        try:
-            await self.reconstruct()
-        except CriticalStop:
-            self.stopping = True
-            if self._wakeup:
-                self._wakeup.set()
+            # Fills during the outage are in the snapshot's executions (Reconstruct 1). The live
+            # loop runs it next, in line: no other event is handled until it is done.
+            self.reconstruct_due = True
 
     def valid_tick(self, tick: Tick) -> str:
         """Why a live tick must not move a strategy (S3), or ''."""
@@ -366,6 +360,9 @@ class Engine:
                 while inbox and not self.stopping:
                     self.dispatch(inbox.popleft())
                     self.drain()
+                    if self.reconstruct_due:
+                        self.reconstruct_due = False
+                        await self.reconstruct()  # events arriving meanwhile wait in the inbox
                 if self.venue is not None and time.monotonic() - last_checkpoint >= checkpoint_every_s:
                     self.venue.checkpoint()  # a simulated venue on live data is durable too
                     last_checkpoint = time.monotonic()

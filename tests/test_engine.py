@@ -172,3 +172,47 @@ def test_corrupt_state_file_is_bad_input_naming_the_file(tmp_path):
     with pytest.raises(InputError) as err:
         StateStore(path).get("x")
     assert "bot_state.json:1" in str(err.value) and "mv " in str(err.value)
+
+
+def test_a_reconnect_reconstructs_in_line_before_the_next_event(tmp_path):
+    """After RESTORED the engine reconstructs from a fresh snapshot, and no other event is
+    handled until that is done (IB: fills during a 1100 disconnect are only seen this way)."""
+    from bothost.model import ConnectionEvent, ConnectionState
+
+    class Reconnecting(PushFeed):
+        async def stream(self, emit):
+            for i, p in enumerate(self.prices):
+                if i == 3:
+                    emit(ConnectionEvent(0, "broker", ConnectionState.LOST, "1100"))
+                    emit(ConnectionEvent(0, "broker", ConnectionState.RESTORED, "1102"))
+                emit(Tick(1_000 * (i + 1), "XYZ", p))
+                await asyncio.sleep(0)
+
+    class Seeing(Recorder):
+        @hookimpl
+        def reconstruct(self, ctx, snapshot):
+            self.seen.append(("reconstruct", len(snapshot.open_orders)))
+
+        @hookimpl
+        def on_connection(self, ctx, event):
+            self.seen.append(("connection", event.state.value))
+
+    env = BuildEnv(tmp_path / "c.yaml", tmp_path, "paper", logging.getLogger("t"))
+    broker = SimBroker(SimBrokerConfig(), env)
+    rec = Seeing()
+    engine = Engine(pm=make_manager(), broker=broker, strategies=[("rec", rec)],
+                    state=StateStore(tmp_path / "bot_state.json"))
+
+    async def main():
+        await broker.connect()
+        await engine.reconstruct()
+        engine.start()
+        await engine.run_live(Reconnecting([10000] * 6))
+        await broker.close()
+
+    asyncio.run(main())
+    i = rec.seen.index(("connection", "restored"))
+    # the order placed on the 3rd tick is in the new snapshot; the 4th tick comes after it
+    assert rec.seen[i + 1] == ("reconstruct", 1)
+    assert rec.seen[i + 2][-1] == 4_000  # then the 4th tick (its fill first), nothing in between
+    assert engine.counters.reconstructs == 2
