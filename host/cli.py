@@ -94,12 +94,14 @@ def _load(config: Path, overrides: tuple[str, ...] = (), patch=None):
     from .plugins import load_plugins
 
     pm, registry, loaded = load_plugins()
-    raw = load(config, overrides)
-    if "notify" not in raw.data and registry.get("notifier", "bell") is not None:
-        raw.data["notify"] = [{"use": "bell"}]  # S1 rings the bell unless the config says otherwise
-    if patch is not None:
-        patch(raw.data, registry)
-    return pm, registry, validate(raw, registry)
+
+    def edit(data: dict) -> None:
+        if "notify" not in data and registry.get("notifier", "bell") is not None:
+            data["notify"] = [{"use": "bell"}]  # S1 rings the bell unless the config says otherwise
+        if patch is not None:
+            patch(data, registry)
+
+    return pm, registry, validate(load(config, overrides, patch=edit), registry)
 
 
 def _check_buildable(run) -> None:

@@ -407,3 +407,21 @@ def test_sigint_stops_cleanly_with_130_and_the_same_command_resumes(tmp_path):
     fills_now = (tmp_path / "O" / "fills.csv").read_text()
     assert fills_now.startswith(fills_at_stop)
     assert len(fills_now) > len(fills_at_stop)
+
+
+def test_backtest_of_the_live_config_needs_none_of_its_secrets(tmp_path):
+    """`backtest` swaps the live broker and feed for the simulated ones before ${VAR} is read,
+    so the IB + Alpaca config backtests with no Alpaca keys in the environment."""
+    data = tmp_path / "bars.csv"
+    rows = ["timestamp,open,high,low,close"] + [
+        f"2024-01-02T{9 + (i // 60):02d}:{i % 60:02d}:00-05:00,{p:.2f},{p + 0.2:.2f},{p - 0.6:.2f},{p - 0.4:.2f}"
+        for i, p in enumerate([50 - 0.3 * (i % 10) for i in range(60)])]
+    data.write_text("\n".join(rows) + "\n")
+    env = {k: v for k, v in base_env().items() if not k.startswith("ALPACA_")}
+    r = subprocess.run([sys.executable, "-m", "bothost", "backtest", str(LIVE), "--data", str(data), "--out", "O"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, output(r)
+    assert (tmp_path / "O" / "fills.csv").read_text().count("\n") > 2
+    r = subprocess.run([sys.executable, "-m", "bothost", "run", str(LIVE)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "ALPACA_API_KEY" in r.stderr  # a live run still needs them

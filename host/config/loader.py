@@ -13,7 +13,7 @@ The result is plain data plus a source map, so that later errors point at the ri
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,16 @@ def load(
     path: str | Path,
     overrides: Sequence[str] = (),
     environ: Mapping[str, str] = os.environ,
+    patch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RawConfig:
+    """``patch(data)`` may edit the merged data (after ``--set``) before ``${VAR}`` substitution,
+    so that a section it replaces needs none of the replaced section's variables."""
     path = Path(path)
     files: list[Path] = []
     data, smap = _load_chain(path, str(path), (), files)
     apply_overrides(data, smap, overrides)
+    if patch is not None:
+        patch(data)
     data = substitute(data, smap, environ)
     return RawConfig(path=path, data=data, sources=smap, files=tuple(files))
 
