@@ -339,6 +339,12 @@ class Engine:
         log.critical(alert.render())
         self.pm.hook.on_alert(ctx=ctx, alert=alert)
 
+    def request_stop(self) -> None:
+        """A clean stop (SIGINT/SIGTERM): the current event finishes, then the live loop ends."""
+        self.stopping = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     async def run_live(self, feed, checkpoint_every_s: float = 2.0) -> None:
         """Live (or paper on live data): events from the broker's and feed's callbacks, in order."""
         self._wakeup = asyncio.Event()

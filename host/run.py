@@ -127,7 +127,7 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
             if driver.interrupted:
                 status = "interrupted"
         else:
-            with _stop_on_signals(lambda: setattr(engine, "stopping", True)):
+            with _stop_on_signals(engine.request_stop):
                 await engine.run_live(feed, run.engine.checkpoint_every.total_seconds())
             if engine.alert is None and engine.stopping:
                 status = "interrupted"
@@ -145,6 +145,8 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases)
     _write_status(state_dir, engine, summary)
     await _close(broker)
+    log.info("run %s: %s ticks, %s fills, wall %ss", status, summary.get("ticks"), summary.get("fills", "-"),
+             summary.get("wall_time_s"))
     return RunResult(status, summary)
 
 
