@@ -15,7 +15,8 @@ from bothost.model import BrokerSnapshot, Fill, OpenOrder, OrderType, Position, 
 from bothost_plugins.tqqq_grid.grid import desired_queue, sell_price, trigger_chain
 from bothost_plugins.tqqq_grid.lots import LotMap, load_lot_map
 from bothost_plugins.tqqq_grid.params import TqqqGridConfig
-from bothost_plugins.tqqq_grid.reconstruct import derive_anchor, execution_pnl, reconstruct
+from bothost_plugins.tqqq_grid.grid import derive_anchor
+from bothost_plugins.tqqq_grid.reconstruct import execution_pnl, reconstruct
 from bothost_plugins.tqqq_grid.tags import entry_tag, parse_tag, queue_tag, sell_tag
 
 D = Decimal

@@ -105,3 +105,53 @@ def reconcile_queue(
             cancel.append(b.order_id)
     place = tuple(s for s in desired if (s.level, s.quantity, s.price) not in taken)
     return tuple(cancel), place
+
+
+def _trigger_at(anchor: Decimal, factor: Decimal, level: int) -> Decimal:
+    t = anchor
+    for _ in range(level):
+        t = round2(t * factor)
+    return t
+
+
+def derive_anchor(purchase: Decimal, level: int, buy_step: Decimal) -> Decimal:
+    """Reconstruct 3, last resort: an anchor (on the cent grid) whose chained trigger at
+    ``level`` is ``purchase``, or the nearest to it when none is.
+
+    ``T(level)`` is a non-decreasing function of the anchor (each chained ``round2`` is), so a
+    binary search finds the anchors whose trigger is ``purchase``; among them the one nearest to
+    the unrounded ``purchase / (1 - buy_step)^level`` is taken.
+    """
+    factor = Decimal(1) - buy_step
+    ideal = purchase / factor**level
+    if level == 0:
+        return purchase
+    cent = Decimal("0.01")
+    # how far the chain's rounding can move the anchor: 0.005 per step, scaled back up
+    span = int((Decimal("0.005") * level / factor**level) / cent) + 2
+    base = round2(ideal)
+    lo_k, hi_k = -span, span  # search k in [lo_k, hi_k] for the first anchor with T >= purchase
+    if _trigger_at(base + hi_k * cent, factor, level) < purchase:
+        return base
+    while lo_k < hi_k:
+        mid = (lo_k + hi_k) // 2
+        if _trigger_at(base + mid * cent, factor, level) >= purchase:
+            hi_k = mid
+        else:
+            lo_k = mid + 1
+    first = base + lo_k * cent
+    if _trigger_at(first, factor, level) != purchase:
+        below = first - cent  # no anchor hits it: take the nearer of the two neighbours
+        if abs(_trigger_at(below, factor, level) - purchase) <= abs(_trigger_at(first, factor, level) - purchase):
+            return below
+        return first
+    # all anchors in [first, last] have T(level) == purchase; take the one nearest the ideal
+    lo_k2, hi_k2 = lo_k, span
+    while lo_k2 < hi_k2:  # last k with T == purchase
+        mid = (lo_k2 + hi_k2 + 1) // 2
+        if _trigger_at(base + mid * cent, factor, level) <= purchase:
+            lo_k2 = mid
+        else:
+            hi_k2 = mid - 1
+    last = base + lo_k2 * cent
+    return min(max(base, first), last)

@@ -15,70 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import NamedTuple
 
-from bothost.model import BrokerSnapshot, Fill, OpenOrder, OrderRequest, Side, round2
+from bothost.model import BrokerSnapshot, Fill, OpenOrder, Side
 
-from .grid import QueueSlot, desired_queue, legacy_purchase, reconcile_queue, sell_price, trigger_chain
+from .grid import derive_anchor, desired_queue, legacy_purchase, reconcile_queue, sell_price, trigger_chain
 from .lots import LotMap
 from .orders import queue_request, sell_request
 from .params import TqqqGridConfig
-from .records import LiveBuy, Lot
+from .records import AlertSpec, LiveBuy, Lot, PlannedOrder, ReconstructResult
 from .tags import ENTRY, QUEUE, Tag, owns, parse_own
 
-_ONE = Decimal(1)
-
-
-class AlertSpec(NamedTuple):
-    """A critical finding (S1): reconstruct places nothing when there is one."""
-
-    title: str
-    details: str
-    reset_steps: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PlannedOrder:
-    """An order reconstruct wants placed: a SELL for ``lot`` (R2) or a BUY for ``slot`` (R3)."""
-
-    request: OrderRequest
-    lot: Lot | None = None
-    slot: QueueSlot | None = None
-
-
-@dataclass(frozen=True)
-class ReconstructResult:
-    anchor: Decimal | None
-    anchor_source: str
-    #: every open lot; those with ``sell_order_id is None`` get their SELL from ``to_place``
-    lots: tuple[Lot, ...]
-    #: the live Level-0 order, kept with its placed time (R1 timeout continues)
-    entry_order: LiveBuy | None
-    #: live BUYs kept: queue orders that match the desired queue, and partially filled BUYs
-    live_buys: tuple[LiveBuy, ...]
-    #: live BUYs to cancel (their fills may still arrive until the cancel is confirmed)
-    cancelled_buys: tuple[LiveBuy, ...]
-    to_place: tuple[PlannedOrder, ...]
-    alerts: tuple[AlertSpec, ...]
-    findings: tuple[str, ...]
-    desired: tuple[QueueSlot, ...] = ()
-    position: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.alerts
-
-    @property
-    def l0_order(self) -> LiveBuy | None:
-        return self.entry_order
-
-    @property
-    def to_cancel(self) -> tuple[str, ...]:
-        return tuple(b.order_id for b in self.cancelled_buys)
-
-    @property
-    def orders_to_place(self) -> tuple[OrderRequest, ...]:
-        return tuple(p.request for p in self.to_place)
 
 
 _RESET_COMMON = (
@@ -89,56 +35,6 @@ _RESET_COMMON = (
 
 def _fmt(d: Decimal | None) -> str:
     return "-" if d is None else f"{d:f}"
-
-
-def _trigger_at(anchor: Decimal, factor: Decimal, level: int) -> Decimal:
-    t = anchor
-    for _ in range(level):
-        t = round2(t * factor)
-    return t
-
-
-def derive_anchor(purchase: Decimal, level: int, buy_step: Decimal) -> Decimal:
-    """Reconstruct 3, last resort: an anchor (on the cent grid) whose chained trigger at
-    ``level`` is ``purchase``, or the nearest to it when none is.
-
-    ``T(level)`` is a non-decreasing function of the anchor (each chained ``round2`` is), so a
-    binary search finds the anchors whose trigger is ``purchase``; among them the one nearest to
-    the unrounded ``purchase / (1 - buy_step)^level`` is taken.
-    """
-    factor = _ONE - buy_step
-    ideal = purchase / factor**level
-    if level == 0:
-        return purchase
-    cent = Decimal("0.01")
-    # how far the chain's rounding can move the anchor: 0.005 per step, scaled back up
-    span = int((Decimal("0.005") * level / factor**level) / cent) + 2
-    base = round2(ideal)
-    lo_k, hi_k = -span, span  # search k in [lo_k, hi_k] for the first anchor with T >= purchase
-    if _trigger_at(base + hi_k * cent, factor, level) < purchase:
-        return base
-    while lo_k < hi_k:
-        mid = (lo_k + hi_k) // 2
-        if _trigger_at(base + mid * cent, factor, level) >= purchase:
-            hi_k = mid
-        else:
-            lo_k = mid + 1
-    first = base + lo_k * cent
-    if _trigger_at(first, factor, level) != purchase:
-        below = first - cent  # no anchor hits it: take the nearer of the two neighbours
-        if abs(_trigger_at(below, factor, level) - purchase) <= abs(_trigger_at(first, factor, level) - purchase):
-            return below
-        return first
-    # all anchors in [first, last] have T(level) == purchase; take the one nearest the ideal
-    lo_k2, hi_k2 = lo_k, span
-    while lo_k2 < hi_k2:  # last k with T == purchase
-        mid = (lo_k2 + hi_k2 + 1) // 2
-        if _trigger_at(base + mid * cent, factor, level) <= purchase:
-            lo_k2 = mid
-        else:
-            hi_k2 = mid - 1
-    last = base + lo_k2 * cent
-    return min(max(base, first), last)
 
 
 def _nearest_free_level(price: Decimal, candidates: Iterable[int], triggers: tuple[Decimal, ...], taken) -> int | None:

@@ -1,10 +1,14 @@
-"""The small mutable records the book and reconstruct share: a lot and a live BUY."""
+"""The records the book and reconstruct share: a lot, a live BUY, and reconstruct's result."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
+from bothost.model import OrderRequest
+
+from .grid import QueueSlot
 from .tags import format_price
 
 
@@ -56,3 +60,55 @@ class LiveBuy:
     @property
     def remaining(self) -> int:
         return self.quantity - self.filled
+
+
+class AlertSpec(NamedTuple):
+    """A critical finding (S1): reconstruct places nothing when there is one."""
+
+    title: str
+    details: str
+    reset_steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """An order reconstruct wants placed: a SELL for ``lot`` (R2) or a BUY for ``slot`` (R3)."""
+
+    request: OrderRequest
+    lot: Lot | None = None
+    slot: QueueSlot | None = None
+
+
+@dataclass(frozen=True)
+class ReconstructResult:
+    anchor: Decimal | None
+    anchor_source: str
+    #: every open lot; those with ``sell_order_id is None`` get their SELL from ``to_place``
+    lots: tuple[Lot, ...]
+    #: the live Level-0 order, kept with its placed time (R1 timeout continues)
+    entry_order: LiveBuy | None
+    #: live BUYs kept: queue orders that match the desired queue, and partially filled BUYs
+    live_buys: tuple[LiveBuy, ...]
+    #: live BUYs to cancel (their fills may still arrive until the cancel is confirmed)
+    cancelled_buys: tuple[LiveBuy, ...]
+    to_place: tuple[PlannedOrder, ...]
+    alerts: tuple[AlertSpec, ...]
+    findings: tuple[str, ...]
+    desired: tuple[QueueSlot, ...] = ()
+    position: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.alerts
+
+    @property
+    def l0_order(self) -> LiveBuy | None:
+        return self.entry_order
+
+    @property
+    def to_cancel(self) -> tuple[str, ...]:
+        return tuple(b.order_id for b in self.cancelled_buys)
+
+    @property
+    def orders_to_place(self) -> tuple[OrderRequest, ...]:
+        return tuple(p.request for p in self.to_place)
