@@ -266,7 +266,7 @@ def _print_summary(console, summary: dict, out: Path | None) -> None:
     for key, value in summary.items():
         if key in ("alert", "bad_rows_by_reason") or isinstance(value, dict):
             continue
-        table.add_row(key.replace("_", " "), str(value))
+        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
     console.print(table)
     if out is not None and (out / "fills.csv").exists():
         console.print(f"outputs: {out}/fills.csv, summary.json, equity.png", markup=False)
