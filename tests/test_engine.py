@@ -60,22 +60,28 @@ class PushFeed:
             await asyncio.sleep(0)
 
 
-def run_once(tmp_path: Path, prices) -> list:
+def run_live(tmp_path: Path, strategy, feed) -> Engine:
+    """The live path, start to finish: connect, reconstruct, start, events until the feed ends."""
     tmp_path.mkdir(exist_ok=True)
     env = BuildEnv(tmp_path / "c.yaml", tmp_path, "paper", logging.getLogger("t"))
     broker = SimBroker(SimBrokerConfig(), env)
-    rec = Recorder()
-    engine = Engine(pm=make_manager(), broker=broker, strategies=[("rec", rec)],
+    engine = Engine(pm=make_manager(), broker=broker, strategies=[("rec", strategy)],
                     state=StateStore(tmp_path / "bot_state.json"))
 
     async def main():
         await broker.connect()
         await engine.reconstruct()
         engine.start()
-        await engine.run_live(PushFeed(prices))
+        await engine.run_live(feed)
         await broker.close()
 
     asyncio.run(main())
+    return engine
+
+
+def run_once(tmp_path: Path, prices) -> list:
+    rec = Recorder()
+    run_live(tmp_path, rec, PushFeed(prices))
     return rec.seen
 
 
@@ -197,20 +203,8 @@ def test_a_reconnect_reconstructs_in_line_before_the_next_event(tmp_path):
         def on_connection(self, ctx, event):
             self.seen.append(("connection", event.state.value))
 
-    env = BuildEnv(tmp_path / "c.yaml", tmp_path, "paper", logging.getLogger("t"))
-    broker = SimBroker(SimBrokerConfig(), env)
     rec = Seeing()
-    engine = Engine(pm=make_manager(), broker=broker, strategies=[("rec", rec)],
-                    state=StateStore(tmp_path / "bot_state.json"))
-
-    async def main():
-        await broker.connect()
-        await engine.reconstruct()
-        engine.start()
-        await engine.run_live(Reconnecting([10000] * 6))
-        await broker.close()
-
-    asyncio.run(main())
+    engine = run_live(tmp_path, rec, Reconnecting([10000] * 6))
     i = rec.seen.index(("connection", "restored"))
     # the order placed on the 3rd tick is in the new snapshot; the 4th tick comes after it
     assert rec.seen[i + 1] == ("reconstruct", 1)
