@@ -87,7 +87,9 @@ class RunResult:
 
     @property
     def rss_at_floor(self) -> bool:
-        return self.peak_rss_mb is not None and self.peak_rss_mb <= self.rss_floor_mb * 1.02 + 1
+        # A forked child's ru_maxrss starts at the parent's RSS and grows a little before exec;
+        # the margin absorbs that, so a small child of a big parent is not taken for a big child.
+        return self.peak_rss_mb is not None and self.peak_rss_mb <= self.rss_floor_mb * 1.10 + 8
 
     def best_rss_mb(self) -> float | None:
         """The kernel's figure, unless it only shows the floor: then the polled one."""
@@ -429,8 +431,10 @@ def _fmt_vol(vol: float) -> str:
     return f"{vol:g}".replace(".", "p")
 
 
-def dataset_path(bars: int, seed: int, vol: float, generator: str, data_dir: Path = DATA_DIR) -> Path:
-    return data_dir / f"bars_{bars}_seed{seed}_vol{_fmt_vol(vol)}_{generator}.csv"
+def dataset_path(bars: int, seed: int, vol: float, generator: str, data_dir: Path = DATA_DIR,
+                 band: str | None = None) -> Path:
+    banded = f"_band{band.replace(',', '-')}" if band else ""
+    return data_dir / f"bars_{bars}_seed{seed}_vol{_fmt_vol(vol)}{banded}_{generator}.csv"
 
 
 def find_option(help_text: str, candidates: Sequence[str]) -> str | None:
@@ -478,17 +482,19 @@ write_csv(**kw)
 
 def generate_dataset(
     bars: int, *, seed: int = 42, vol: float = 0.6, generator: str = "auto",
-    data_dir: Path = DATA_DIR, default_vol: float = 0.6, timeout: float = 1800.0,
+    data_dir: Path = DATA_DIR, default_vol: float = 0.6, timeout: float = 1800.0, band: str | None = None,
 ) -> dict:
     """Make (once) the synthetic file for (bars, seed, vol). generator: auto | cli | module | local.
     auto tries `bothost data synth`, then the replay feed's write_csv, then benchmarks/synth_gbm.py.
     Returns {path, generator, status, gen_wall_s, notes}. Files are cached in benchmarks/.data/."""
     data_dir.mkdir(parents=True, exist_ok=True)
     order = ["cli", "module", "local"] if generator == "auto" else [generator]
+    if band:  # a price band (reflecting walls) is an option of `bothost data synth` only
+        order = ["cli"]
     notes: list[str] = []
     non_default_vol = not math.isclose(vol, default_vol)
     for gen in order:
-        path = dataset_path(bars, seed, vol, gen, data_dir)
+        path = dataset_path(bars, seed, vol, gen, data_dir, band)
         if path.exists() and path.stat().st_size > 0:
             return {"path": str(path), "generator": gen, "status": "cached", "gen_wall_s": None,
                     "bars": bars, "seed": seed, "vol": vol, "notes": notes}
@@ -506,6 +512,8 @@ def generate_dataset(
             elif non_default_vol:
                 notes.append("`bothost data synth` has no volatility option")
                 continue
+            if band:
+                cmd += ["--band", band]
         elif gen == "module":
             probe = measure([sys.executable, "-c", _MODULE_PROBE], timeout=60, poll_interval=None)
             if not probe.ok:

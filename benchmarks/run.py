@@ -57,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--vol", type=float, default=0.6, help="annual volatility of the main files")
     ap.add_argument("--work-bars", type=int, default=1_000_000)
     ap.add_argument("--work-vols", type=_floats, default=[0.2, 1.2])
+    ap.add_argument("--work-band", default="30,80",
+                    help="LOW,HIGH price walls for the cost-against-work files, so that high volatility "
+                         "means more crossings rather than a price that runs off the grid ('' for none)")
     ap.add_argument("--startup-runs", type=int, default=None, help="default 10 (3 with --smoke)")
     ap.add_argument("--peer-timeout", type=float, default=600.0)
     ap.add_argument("--bothost-timeout", type=float, default=3600.0)
@@ -113,12 +116,12 @@ class Suite:
         bl.write_json(self.results, self.a.out)
 
     # -- data -----------------------------------------------------------------------------------
-    def dataset(self, bars: int, vol: float) -> dict:
-        key = (bars, vol)
+    def dataset(self, bars: int, vol: float, band: str | None = None) -> dict:
+        key = (bars, vol, band)
         if key not in self.datasets:
-            self.log(f"data: {bars:,} bars, vol {vol:g}, seed {self.a.seed} ...")
+            self.log(f"data: {bars:,} bars, vol {vol:g}, seed {self.a.seed}" + (f", band {band}" if band else "") + " ...")
             ds = bl.generate_dataset(bars, seed=self.a.seed, vol=vol, generator=self.a.generator,
-                                     default_vol=self.a.vol)
+                                     default_vol=self.a.vol, band=band)
             self.log(f"data: {ds['status']} via {ds['generator']} -> {ds['path']}"
                      + (f" ({ds['gen_wall_s']} s)" if ds.get("gen_wall_s") else "")
                      + (f"  [{'; '.join(ds['notes'])}]" if ds["notes"] else ""))
@@ -126,8 +129,8 @@ class Suite:
             self.results["data"].append(ds)
         return self.datasets[key]
 
-    def backtest(self, bars: int, vol: float) -> dict:
-        ds = self.dataset(bars, vol)
+    def backtest(self, bars: int, vol: float, band: str | None = None) -> dict:
+        ds = self.dataset(bars, vol, band)
         if not ds["path"]:
             return {"system": "bothost", "bars": bars, "vol": vol, "status": "skipped",
                     "error": "no data: " + "; ".join(ds["notes"])}
@@ -136,6 +139,7 @@ class Suite:
         rec = bl.run_bothost_backtest(Path(ds["path"]), config=self.a.config, bars=bars,
                                       timeout=self.a.bothost_timeout, keep=keep)
         rec["vol"] = vol
+        rec["band"] = band
         rec["generator"] = ds["generator"]
         if rec["status"] == "ok":
             self.log(f"  ok: {rec['wall_s']:.2f} s, {bl.fmt(rec['rss_mb'], '.0f')} MB, fills {bl.fmt(rec['fills'])}")
@@ -205,12 +209,13 @@ class Suite:
 
     def section_work(self) -> None:
         runs = []
+        band = self.a.work_band or None
         vols = sorted(set(self.a.work_vols) | ({self.a.vol} if self.a.work_bars in self.a.sizes
-                                                and "backtest" in self.a.sections else set()))
+                                                and "backtest" in self.a.sections and not band else set()))
         for vol in vols:
             prior = next((r for r in self.results["bothost"]
-                          if r.get("bars") == self.a.work_bars and r.get("vol") == vol), None)
-            runs.append(prior if prior is not None else self.backtest(self.a.work_bars, vol))
+                          if r.get("bars") == self.a.work_bars and r.get("vol") == vol and not band), None)
+            runs.append(prior if prior is not None else self.backtest(self.a.work_bars, vol, band))
             self.results["cost_vs_work"] = {"bars": self.a.work_bars, "runs": runs}
             self.save()
         ok = [r for r in runs if r.get("status") == "ok"]

@@ -332,12 +332,24 @@ def data() -> None:
 @click.option("--volatility", default=0.6, show_default=True, help="annualised")
 @click.option("--start-price", default=50.0, show_default=True)
 @click.option("--interval", default=60, show_default=True, help="bar size in seconds")
+@click.option("--band", metavar="LOW,HIGH", help="reflect the price between two walls (a range-bound market)")
 @guarded
-def data_synth(out: Path, bars: int, seed: int, volatility: float, start_price: float, interval: int) -> None:
+def data_synth(out: Path, bars: int, seed: int, volatility: float, start_price: float, interval: int,
+               band: str | None) -> None:
     """Write seeded synthetic one-minute bars (geometric Brownian motion) to a CSV file."""
     from bothost_plugins.replay_feed.synthetic import write_csv  # the embedded default's generator
 
-    write_csv(out, bars=bars, seed=seed, volatility=volatility, start_price=start_price, interval=interval)
+    walls = None
+    if band:
+        try:
+            low, high = (float(x) for x in band.split(","))
+        except ValueError:
+            raise click.BadParameter("write it as LOW,HIGH, for example 30,70", param_hint="--band") from None
+        if not 0 < low < start_price < high:
+            raise click.BadParameter(f"need 0 < LOW < start price ({start_price}) < HIGH", param_hint="--band")
+        walls = (low, high)
+    write_csv(out, bars=bars, seed=seed, volatility=volatility, start_price=start_price, interval=interval,
+              band=walls)
     _console().print(f"wrote {bars:,} bars to {out}", markup=False)
 
 

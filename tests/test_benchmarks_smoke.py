@@ -47,7 +47,8 @@ def test_small_child_is_flagged_when_it_sits_at_the_floor():
     assert r.ok
     assert r.rss_floor_mb > 0
     # a tiny child either measures small or is flagged as reading the harness's own RSS
-    assert r.peak_rss_mb <= max(60.0, r.rss_floor_mb * 1.05 + 1)
+    assert r.peak_rss_mb <= max(60.0, r.rss_floor_mb * 1.10 + 8)
+    assert r.best_rss_mb() < 60  # the figure the tables show: small, whatever the parent's size
 
 
 def test_measure_reports_exit_status_missing_command_and_timeout(tmp_path):

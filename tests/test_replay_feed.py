@@ -886,3 +886,22 @@ def test_fast_path_rows_with_one_layout_agree_with_the_general_parser(fmt, field
         if good and d.tzinfo is not None:
             epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
             assert int(value) == (d - epoch) // timedelta(microseconds=1) * 1000, text
+
+
+def test_synthetic_band_keeps_prices_between_the_walls_whatever_the_chunk_size():
+    """`bothost data synth --band LOW,HIGH`: a range-bound market (the walls reflect the walk)."""
+    import numpy as np
+
+    from bothost_plugins.replay_feed.synthetic import generate_bars
+
+    def bars(chunk):
+        parts = list(generate_bars(3, 30_000, volatility=2.0, band=(40.0, 60.0), chunk_bars=chunk))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    a, b = bars(1000), bars(7919)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert a["low"].min() >= 4000 and a["high"].max() <= 6000
+    # it really wanders across the band, reflecting off both walls
+    assert a["low"].min() < 4100 and a["high"].max() > 5900
+    free = {k: np.concatenate([p[k] for p in generate_bars(3, 30_000, volatility=2.0)]) for k in ("low", "high")}
+    assert free["low"].min() < 4000 or free["high"].max() > 6000

@@ -68,8 +68,19 @@ def _check(bars: int, start_price: float, volatility: float, interval: float, su
         raise ValueError("substeps must be >= 1")
 
 
+def _fold(path: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Reflect a log-price path into [log low, log high]: a random walk between two walls.
+    Folding the free path is the reflected walk itself (a symmetric step is as likely either
+    way), so it stays vectorised and the same whatever the block size."""
+    a, b = math.log(low), math.log(high)
+    width = b - a
+    u = np.mod(path - a, 2 * width)
+    return a + np.where(u <= width, u, 2 * width - u)
+
+
 def _blocks(seed: int, bars: int, start_price: float, volatility: float, drift: float,
-            interval: float, t0: int, substeps: int) -> Iterator[dict[str, np.ndarray]]:
+            interval: float, t0: int, substeps: int,
+            band: tuple[float, float] | None = None) -> Iterator[dict[str, np.ndarray]]:
     dt = interval / substeps / TRADING_SECONDS_PER_YEAR
     mu = (drift - 0.5 * volatility * volatility) * dt
     sd = volatility * math.sqrt(dt)
@@ -84,16 +95,20 @@ def _blocks(seed: int, bars: int, start_price: float, volatility: float, drift: 
         path = np.cumsum(steps)
         path += level
         path = path.reshape(nb, substeps)
+        start = level
+        level = float(path[-1, -1])  # the free (unreflected) walk is what carries on
+        if band is not None:
+            path = _fold(path, *band)
+            start = float(_fold(np.array([start]), *band)[0])
         close = path[:, -1]
         opn = np.empty(nb)
-        opn[0] = level
+        opn[0] = start
         opn[1:] = close[:-1]
         hi = opn.copy()
         lo = opn.copy()
         for j in range(substeps):  # column by column: faster than max(axis=1) on short rows
             np.maximum(hi, path[:, j], out=hi)
             np.minimum(lo, path[:, j], out=lo)
-        level = float(close[-1])
         volume = rng.integers(1, 100, nb, dtype=np.int64) * 100
         cents = [np.maximum(to_cents(np.exp(x)), 1) for x in (opn, hi, lo, close)]
         yield {
@@ -108,10 +123,11 @@ def _blocks(seed: int, bars: int, start_price: float, volatility: float, drift: 
 
 def generate_bars(seed: int = 7, bars: int = 20_000, *, start_price: float = 50.0, volatility: float = 0.6,
                   drift: float = 0.0, interval: float = 60, start: str | int | datetime | None = None,
-                  substeps: int = DEFAULT_SUBSTEPS,
+                  substeps: int = DEFAULT_SUBSTEPS, band: tuple[float, float] | None = None,
                   chunk_bars: int = DEFAULT_CHUNK_BARS) -> Iterator[dict[str, np.ndarray]]:
     """Yield chunks of ``chunk_bars`` bars (the last one shorter) as dicts of int64 arrays:
     ``time_ns`` (UTC), ``open``, ``high``, ``low``, ``close`` (cents), ``volume`` (shares).
+    ``band=(low, high)`` reflects the price between two walls (a range-bound market).
 
     The same seed and parameters give the same bars whatever ``chunk_bars`` is.
     """
@@ -121,7 +137,9 @@ def generate_bars(seed: int = 7, bars: int = 20_000, *, start_price: float = 50.
     t0 = start_ns(start)
     pending: list[dict[str, np.ndarray]] = []
     have = 0
-    for block in _blocks(seed, bars, start_price, volatility, drift, interval, t0, substeps):
+    if band is not None and not (0 < band[0] < start_price < band[1]):
+        raise ValueError(f"band {band} must hold the start price {start_price} strictly inside it")
+    for block in _blocks(seed, bars, start_price, volatility, drift, interval, t0, substeps, band):
         pending.append(block)
         have += len(block["time_ns"])
         while have >= chunk_bars:
@@ -161,7 +179,7 @@ def bar_chunks(seed: int = 7, bars: int = 20_000, **params) -> Iterator[Accepted
 def write_csv(path: str | Path, *, seed: int = 7, bars: int = 20_000, start_price: float = 50.0,
               volatility: float = 0.6, drift: float = 0.0, interval: int = 60,
               start: str | int | datetime | None = None, substeps: int = DEFAULT_SUBSTEPS,
-              chunk_bars: int = DEFAULT_CHUNK_BARS) -> int:
+              band: tuple[float, float] | None = None, chunk_bars: int = DEFAULT_CHUNK_BARS) -> int:
     """Write a bars CSV: ``timestamp,open,high,low,close,volume``, ISO timestamps in New York
     time with their offset (``2024-01-02T09:30:00-05:00``), prices with two decimals. Returns
     the number of bars. Reading it back gives exactly the generator's bars.
@@ -178,7 +196,8 @@ def write_csv(path: str | Path, *, seed: int = 7, bars: int = 20_000, start_pric
         with open(tmp, "wb") as out:
             out.write((CSV_HEADER + "\n").encode())
             for b in generate_bars(seed, bars, start_price=start_price, volatility=volatility, drift=drift,
-                                   interval=interval, start=start, substeps=substeps, chunk_bars=chunk_bars):
+                                   interval=interval, start=start, substeps=substeps, band=band,
+                                   chunk_bars=chunk_bars):
                 lines = Lines(len(b["time_ns"])).iso_local(b["time_ns"])
                 for key in ("open", "high", "low", "close"):
                     lines.cents(b[key])

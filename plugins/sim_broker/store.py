@@ -118,15 +118,16 @@ class VenueStore:
             if venue.dirty_orders:
                 db.executemany(
                     "INSERT OR REPLACE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(o.id, o.seq, o.symbol, o.side.value, o.quantity, o.filled, o.limit, o.order_type.value,
-                      o.aux, o.ref, o.placed_ns, o.status.value, int(o.triggered), int(o.fresh), o.value,
+                    # str enums bind as their text: no `.value` lookups for every row
+                    [(o.id, o.seq, o.symbol, o.side, o.quantity, o.filled, o.limit, o.order_type,
+                      o.aux, o.ref, o.placed_ns, o.status, int(o.triggered), int(o.fresh), o.value,
                       o.tif, int(o.outside_rth)) for o in venue.dirty_orders.values()],
                 )
             if venue.unsaved:
                 db.executemany(
                     "INSERT INTO executions (exec_id, order_id, time_ns, symbol, side, quantity, price, "
                     "commission, ref, order_quantity, order_filled, order_avg) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(f.exec_id, f.order_id, f.time_ns, f.symbol, f.side.value, f.quantity, str(f.price),
+                    [(f.exec_id, f.order_id, f.time_ns, f.symbol, f.side, f.quantity, str(f.price),
                       str(f.commission), f.ref, f.order_quantity, f.order_filled, str(f.order_avg_price))
                      for f in venue.unsaved],
                 )

@@ -84,9 +84,13 @@ class Commission:
     def __init__(self, per_share: Decimal = Decimal("0.005"), minimum: Decimal = Decimal("1.00")):
         self.per_share = per_share
         self.minimum = minimum
+        self._cache: dict[int, Decimal] = {}
 
     def __call__(self, quantity: int) -> Decimal:
-        return max(self.minimum, self.per_share * quantity)
+        fee = self._cache.get(quantity)
+        if fee is None:  # a grid trades the same few quantities over and over
+            fee = self._cache[quantity] = max(self.minimum, self.per_share * quantity)
+        return fee
 
 
 class Venue:
