@@ -226,7 +226,6 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
     import asyncio
 
     from .logs import setup_logging
-    from .plot_worker import PlotWorker
     from .run import RunOptions, execute
 
     pm, registry, run = _load(config, overrides, _data_patch(data, backtest))
@@ -241,14 +240,10 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
     console = _console()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     setup_logging(state / "bot_log.txt", _console(stderr=True), verbose)
-    plot_worker = PlotWorker()  # it imports matplotlib on the other core while the run runs
-    try:
-        opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
-                          progress=progress and console.is_terminal, title=config.name,
-                          verbose=verbose, plot_worker=plot_worker)
-        result = asyncio.run(execute(run, pm, opts, console))
-    finally:
-        plot_worker.close()
+    opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
+                      progress=progress and console.is_terminal, title=config.name,
+                      verbose=verbose, plot_in_worker=True)
+    result = asyncio.run(execute(run, pm, opts, console))
     _print_summary(console, result.summary, out)
     if result.status == "critical":
         _console(stderr=True).print(result.summary.get("alert", "critical alert"), markup=False)

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import report
 from .engine import Engine
+from .plot_worker import PlotWorker
 from .errors import InputError
 from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, MatchingVenue, ReplayFeed
 from .replay import ReplayDriver
@@ -39,7 +40,7 @@ class RunOptions:
     progress: bool = True
     title: str = ""
     verbose: bool = False
-    plot_worker: object | None = None  # a started PlotWorker, or None to draw in-process
+    plot_in_worker: bool = False  # draw equity.png in a process started with the run (else in-process)
 
 
 @dataclass
@@ -87,6 +88,18 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     strategies = [(s.id, build(s, env)) for s in run.strategies]
     for i, section in enumerate(run.notify):
         pm.register(build(section, env), name=f"notifier:{i}:{section.use}")
+    # Only a run that will draw equity.png starts the worker (it imports matplotlib on the
+    # other core while the run runs); a live run against a real broker does not.
+    worker = PlotWorker() if opts.plot_in_worker and opts.out_dir and hasattr(broker, "iter_executions") else None
+    try:
+        return await _execute(run, pm, opts, console, started, state_dir, broker, feed, strategies, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+async def _execute(run, pm, opts: RunOptions, console: Console, started: float, state_dir: Path,
+                   broker, feed, strategies, worker) -> RunResult:
     if hasattr(feed, "open"):
         feed.open()  # bad data is bad input: fail before anything is placed
     replay = isinstance(feed, ReplayFeed)
@@ -142,7 +155,7 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
         raise
     if status == "critical" and engine.venue is not None:
         engine.venue.checkpoint()
-    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases)
+    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases, worker)
     _write_status(state_dir, engine, summary)
     await _close(broker)
     log.info("run %s: %s ticks, %s fills, wall %ss", status, summary.get("ticks"), summary.get("fills", "-"),
@@ -182,7 +195,7 @@ async def _close(broker) -> None:
         log.exception("broker close failed")
 
 
-async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started, status, phases) -> dict:
+async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started, status, phases, worker) -> dict:
     c = engine.counters
     feed_stats = feed.stats() if hasattr(feed, "stats") else {}
     summary: dict[str, Any] = {
@@ -206,7 +219,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         stats = report.collect_fills(broker.iter_executions(None), describe)
         t, p, equity, capital = report.equity_curve(stats, *sampler.arrays())
         # The plot worker draws while this process writes fills.csv: two cores, two jobs.
-        plotting = len(t) > 0 and _submit_plot(opts, out, t, p, equity, capital, stats)
+        plotting = len(t) > 0 and _submit_plot(worker, opts, out, t, p, equity, capital, stats)
         report.write_fills(out / "fills.csv", broker.iter_executions(None), stats.levels)
         phases["fills_csv"] = time.perf_counter() - mark
         open_lots = sum(int(ctx.recorded().get("book", {}).get("open_lots", 0) or 0) for ctx in engine.contexts)
@@ -225,7 +238,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         })
         mark = time.perf_counter()
         if len(t):
-            _finish_plot(opts, out, plotting, t, p, equity, capital, stats)
+            _finish_plot(worker, opts, out, plotting, t, p, equity, capital, stats)
         phases["plot_wait"] = time.perf_counter() - mark
         wall = time.perf_counter() - started
         summary["wall_time_s"] = round(wall, 3)
@@ -247,15 +260,14 @@ def _plot_args(t, p, equity, capital, stats, title: str) -> dict:
                 sells=report.fill_points(stats.sells), title=title)
 
 
-def _submit_plot(opts, out: Path, t, p, equity, capital, stats) -> bool:
-    worker = opts.plot_worker
+def _submit_plot(worker, opts, out: Path, t, p, equity, capital, stats) -> bool:
     args = _plot_args(t, p, equity, capital, stats, opts.title)
     return worker is not None and worker.submit(out / ".equity-job.npz", path=str(out / "equity.png"), **args)
 
 
-def _finish_plot(opts, out: Path, submitted: bool, t, p, equity, capital, stats) -> None:
+def _finish_plot(worker, opts, out: Path, submitted: bool, t, p, equity, capital, stats) -> None:
     if submitted:
-        problem = opts.plot_worker.wait()
+        problem = worker.wait()
         if problem is None:
             return
         log.warning("plot worker: %s; drawing in-process", problem)

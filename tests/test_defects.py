@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from bothost.model import OrderRequest, Side
 from bothost_plugins.tqqq_grid.grid import sell_price, trigger_chain
+from bothost_plugins.tqqq_grid.tags import entry_tag
 from conftest import PAPER, bothost, write_bars
 from test_reconstruct_venue import T0, MIN, buy_fill, close_venue, open_venue, orders_of, run_after
 
@@ -23,6 +24,18 @@ def backtest(tmp_path, closes, *extra):
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "fills.csv").open()))
     return rows, json.loads((tmp_path / "out" / "summary.json").read_text())
+
+
+def restart_after_level0_fill(tmp_path, price: Decimal):
+    """The bot died right after its Level-0 BUY filled at ``price``, before placing anything
+    else; then it starts again on a market 10 cents above."""
+    state = tmp_path / "state"
+    b = open_venue(state)
+    buy_fill(b.venue, T0, 94, price, ref=entry_tag("tqqq_grid", price - D("0.10")))
+    close_venue(b)
+    r, venue = run_after(tmp_path, state, [float(price) + 0.10] * 5)
+    assert r.returncode == 0, r.stderr
+    return r, venue
 
 
 def test_a_level_is_rearmed_after_its_sell_fills_while_running(tmp_path):
@@ -76,14 +89,7 @@ def test_repeated_quantities_recover_to_distinct_levels(tmp_path):
 
 def test_a_crash_between_buy_fill_and_sell_loses_no_lot(tmp_path):
     """Defect: orphan shares after a crash. The BUY's execution is found and its SELL placed."""
-    state = tmp_path / "state"
-    b = open_venue(state)
-    from bothost_plugins.tqqq_grid.tags import entry_tag
-
-    buy_fill(b.venue, T0, 94, D("40.00"), ref=entry_tag("tqqq_grid", D("39.95")))
-    close_venue(b)
-    r, venue = run_after(tmp_path, state, [40.05] * 5)
-    assert r.returncode == 0, r.stderr
+    r, venue = restart_after_level0_fill(tmp_path, D("40.00"))
     assert [(o.quantity, o.limit) for o in orders_of(venue, Side.SELL)] == [(94, D("40.40"))]
 
 
@@ -100,12 +106,5 @@ def test_queue_is_reconciled_by_difference_not_cancel_all(tmp_path):
 def test_trigger_chain_after_restart_is_the_rounded_chain(tmp_path):
     """Defect: unrounded trigger chains after restart. From anchor 100.00 the queue after a
     restart is 99.00, 98.01, 97.03 (chained cents), not 97.0299 or A*(1-s)^n rounded once."""
-    state = tmp_path / "state"
-    b = open_venue(state)
-    from bothost_plugins.tqqq_grid.tags import entry_tag
-
-    buy_fill(b.venue, T0, 94, D("100.00"), ref=entry_tag("tqqq_grid", D("99.90")))
-    close_venue(b)
-    r, venue = run_after(tmp_path, state, [100.10] * 5)
-    assert r.returncode == 0, r.stderr
+    r, venue = restart_after_level0_fill(tmp_path, D("100.00"))
     assert [o.limit for o in orders_of(venue, Side.BUY)] == [D("99.00"), D("98.01"), D("97.03")]
