@@ -222,7 +222,8 @@ def config_show(config_file: Path, overrides: tuple[str, ...]) -> None:
 
 
 def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Path | None,
-         backtest: bool, verify_skips: bool, progress: bool, verbose: bool) -> None:
+         backtest: bool, verify_skips: bool, progress: bool, verbose: bool,
+         stop_when_idle: float | None = None) -> None:
     import asyncio
 
     from .logs import setup_logging
@@ -242,7 +243,7 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
     setup_logging(state / "bot_log.txt", _console(stderr=True), verbose)
     opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
                       progress=progress and console.is_terminal, title=config.name,
-                      verbose=verbose, plot_in_worker=True)
+                      verbose=verbose, plot_in_worker=True, stop_when_idle_s=stop_when_idle)
     result = asyncio.run(execute(run, pm, opts, console))
     _print_summary(console, result.summary, out)
     if result.status == "critical":
@@ -287,10 +288,12 @@ def _with_run_options(fn):
 
 @cli.command()
 @_with_run_options
+@click.option("--stop-when-idle", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="live: stop cleanly (exit 0, outputs written) after this long without market data")
 @guarded
-def run(config, overrides, state, out, data, verify_skips, progress, verbose) -> None:
+def run(config, overrides, state, out, data, verify_skips, progress, verbose, stop_when_idle) -> None:
     """Run the bot a CONFIG describes (live, paper, or a resumable replay)."""
-    _run(config, overrides, state, out, data, False, verify_skips, progress, verbose)
+    _run(config, overrides, state, out, data, False, verify_skips, progress, verbose, stop_when_idle)
 
 
 @cli.command()

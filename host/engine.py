@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import heapq
 import logging
 import time
@@ -20,9 +21,12 @@ from typing import Any
 import pluggy
 
 from .context import HostContext
-from .hookspecs import Broker, CriticalStop, MatchingVenue
+from .hookspecs import Broker, BrokerDown, BrokerUnavailable, CriticalStop, MatchingVenue
+from .journal import ExecutionJournal
 from .model import (
     Alert,
+    BrokerSnapshot,
+    CommissionReport,
     ConnectionEvent,
     ConnectionState,
     Fill,
@@ -35,9 +39,21 @@ from .state import StateStore
 
 log = logging.getLogger("bothost.engine")
 
-FINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
-HOOKS = ("reconstruct", "on_start", "on_tick", "on_fill", "on_order_update", "on_timer",
+HOOKS = ("reconstruct", "on_start", "on_tick", "on_fill", "on_commission", "on_order_update", "on_timer",
          "on_connection", "on_stop")
+#: How many ended orders (and executions awaiting a commission) the engine remembers.
+REMEMBER = 8192
+#: After a reconnect, executions are asked for from this long before the connection was lost.
+RECONNECT_MARGIN_NS = 10 * 60 * 1_000_000_000
+
+
+class _Bounded(collections.OrderedDict):
+    """A dict that forgets its oldest entries beyond ``REMEMBER`` (ended orders, exec ids)."""
+
+    def remember(self, key, value) -> None:
+        self[key] = value
+        if len(self) > REMEMBER:
+            self.popitem(last=False)
 
 
 def direct_caller(caller):
@@ -99,6 +115,7 @@ class Counters:
     handled_ticks: int = 0  # ticks the engine handled (the rest were provably quiet)
     bad_ticks: int = 0
     fills: int = 0
+    held_ticks: int = 0  # ticks that arrived while the broker was down (not handed to strategies)
     orders_placed: int = 0
     orders_cancelled: int = 0
     reconstructs: int = 0
@@ -107,7 +124,9 @@ class Counters:
 
 class Engine:
     def __init__(self, *, pm: pluggy.PluginManager, broker: Broker, strategies: list[tuple[str, object]],
-                 state: StateStore, live_state_flush: bool = True, stale_after_ns: int | None = None):
+                 state: StateStore, live_state_flush: bool = True, stale_after_ns: int | None = None,
+                 journal: ExecutionJournal | None = None, snapshot_timeout_s: float = 30.0,
+                 snapshot_retries: int = 3):
         self.pm = pm
         self.broker = broker
         self.venue: MatchingVenue | None = broker if isinstance(broker, MatchingVenue) else None
@@ -121,6 +140,18 @@ class Engine:
         self.inbox: collections.deque = collections.deque()  # events from outside, in arrival order
         self._busy = 0
         self.reconstruct_due = False
+        #: False from the broker's LOST until RESTORED and its reconstruct are done: no ticks or
+        #: timers reach a strategy meanwhile, and ``place`` raises BrokerDown.
+        self.broker_up = True
+        self._lost_at_ns: int | None = None
+        self.journal = journal
+        self.snapshot_timeout_s = snapshot_timeout_s
+        self.snapshot_retries = snapshot_retries
+        self.finished: _Bounded = _Bounded()  # order id -> (owner ctx, final status) of ended orders
+        self.exec_owner: _Bounded = _Bounded()  # exec id -> ctx, for commissions reported later
+        self.on_live_sample = None  # callable(time_ns, price) for a live run's price picture
+        self.idle_stopped = False
+        self.started = False  # on_start ran: on_stop is owed at the end, whatever ends the run
         self.alert: Alert | None = None
         self.stopping = False
         self._state_dirty = False
@@ -138,12 +169,15 @@ class Engine:
         for ctx in self.contexts:
             others = [c.instance for c in self.contexts if c is not ctx]
             self.callers[id(ctx)] = {h: direct_caller(pm.subset_hook_caller(h, others)) for h in HOOKS}
-        broker.bind(self.emit)
+        broker.bind(self.emit_broker)
 
     # -------------------------------------------------------------------- orders out
     def place(self, ctx: HostContext, order: OrderRequest) -> str:
         if self.stopping:
             raise CriticalStop(self.alert) if self.alert else RuntimeError("the host is stopping")
+        if not self.broker_up:
+            raise BrokerDown(f"not placed while the broker is down: {order.side.value} {order.quantity} "
+                             f"{order.symbol} @ {order.limit} ({order.ref})")
         order_id = self.broker.place(order)
         self.owner[order_id] = ctx
         self.counters.orders_placed += 1
@@ -152,6 +186,8 @@ class Engine:
     def cancel(self, ctx: HostContext, order_id: str) -> None:
         if self.stopping and self.alert:
             raise CriticalStop(self.alert)  # S1: the broker's orders stay as they are
+        if not self.broker_up:
+            raise BrokerDown(f"cancel of order {order_id} not sent while the broker is down")
         self.counters.orders_cancelled += 1
         self.broker.cancel(order_id)
 
@@ -170,6 +206,18 @@ class Engine:
             if self._wakeup is not None:
                 self._wakeup.set()
 
+    def emit_broker(self, event: object) -> None:
+        """The broker's door: its connection events are marked as the broker's."""
+        if type(event) is ConnectionEvent and event.origin != "broker":
+            event = dataclasses.replace(event, origin="broker")
+        self.emit(event)
+
+    def emit_feed(self, event: object) -> None:
+        """The feed's door: its connection events only inform (no reconstruct, no gate)."""
+        if type(event) is ConnectionEvent and event.origin != "feed":
+            event = dataclasses.replace(event, origin="feed")
+        self.emit(event)
+
     def drain(self) -> None:
         pending = self.pending
         while pending:
@@ -179,6 +227,10 @@ class Engine:
         self._busy += 1
         try:
             self._dispatch(event)
+        except BrokerDown as exc:
+            # The connection dropped while this event was handled; the reconstruct after the
+            # reconnect places what the book needs.
+            log.warning("%s", exc)
         finally:
             self._busy -= 1
 
@@ -189,6 +241,8 @@ class Engine:
             self._on_fill(event)
         elif isinstance(event, OrderUpdate):
             self._on_order_update(event)
+        elif isinstance(event, CommissionReport):
+            self._on_commission(event)
         elif isinstance(event, TimerDue):
             self.call(event.ctx, "on_timer", name=event.name, time_ns=event.time_ns)
         elif isinstance(event, ConnectionEvent):
@@ -206,6 +260,9 @@ class Engine:
     def owner_of(self, order_id: str, ref: str, symbol: str) -> HostContext | None:
         ctx = self.owner.get(order_id)
         if ctx is None:
+            ended = self.finished.get(order_id)
+            if ended is not None:
+                return ended[0]  # a late execution of an order that has ended: never re-adopted
             # An order from before a restart: its tag names the strategy; an untagged (legacy)
             # order goes to the strategy trading its symbol.
             ctx = next((c for c in self.contexts if ref.startswith(c.tag_prefix)), None)
@@ -217,30 +274,62 @@ class Engine:
 
     def _on_fill(self, fill: Fill) -> None:
         self.counters.fills += 1
+        if fill.time_ns > self.now_ns:
+            self.now_ns = fill.time_ns
         ctx = self.owner_of(fill.order_id, fill.ref, fill.symbol)
         if ctx is None:
             log.warning("fill of an order no strategy owns: %s", fill)
             return
+        if fill.commission is None:
+            self.exec_owner.remember(fill.exec_id, ctx)
+        if self.journal is not None:
+            self.journal.add(fill)
         self.call(ctx, "on_fill", fill=fill)
         self.state_changed()
 
+    def _on_commission(self, report: CommissionReport) -> None:
+        if self.journal is not None:
+            self.journal.set_commission(report.exec_id, report.commission)
+        ctx = self.exec_owner.pop(report.exec_id, None)
+        if ctx is None:
+            log.debug("commission of an execution no strategy waits for: %s", report)
+            return
+        self.call(ctx, "on_commission", report=report)
+        self.state_changed()
+
     def _on_order_update(self, update: OrderUpdate) -> None:
-        ctx = self.owner_of(update.order_id, update.ref, update.symbol)
-        if update.status in FINAL_STATUSES:
-            self.owner.pop(update.order_id, None)
+        oid = update.order_id
+        ended = self.finished.get(oid)
+        if ended is not None:
+            # IB reports a 201 reject and then Cancelled for one order: the order ended with the
+            # first; the second must not reach the strategy, nor re-adopt the order by its tag.
+            log.info("order %s already ended (%s): later status %s ignored", oid, ended[1].value, update.status.value)
+            return
+        ctx = self.owner_of(oid, update.ref, update.symbol)
+        if update.status.is_final:
+            self.owner.pop(oid, None)
+            self.finished.remember(oid, (ctx, update.status))
         if update.status is OrderStatus.REJECTED:
-            log.warning("order %s rejected: %s", update.order_id, update.message)
+            log.warning("order %s rejected: %s", oid, update.message)
+        elif update.status is OrderStatus.INACTIVE:
+            log.warning("order %s (%s) is inactive at the broker: %s", oid, update.ref, update.message or "no reason given")
         if ctx is not None:
             self.call(ctx, "on_order_update", update=update)
             self.state_changed()
 
     def _on_connection(self, event: ConnectionEvent) -> None:
         log.warning("%s connection %s %s", event.source, event.state.value, event.message)
+        broker = event.origin != "feed"
+        if broker and event.state is ConnectionState.LOST and self.broker_up:
+            self.broker_up = False  # the gate: nothing is placed through a dead socket
+            self._lost_at_ns = self.now_ns
         for ctx in self.contexts:
             self.call(ctx, "on_connection", event=event)
-        if event.state is ConnectionState.RESTORED:
+        if broker and event.state is ConnectionState.RESTORED:
             # Fills during the outage are in the snapshot's executions (Reconstruct 1). The live
-            # loop runs it next, in line: no other event is handled until it is done.
+            # loop runs it next, in line: no other event is handled until it is done, and the
+            # gate opens only when it has succeeded.
+            self.broker_up = False
             self.reconstruct_due = True
 
     def valid_tick(self, tick: Tick) -> str:
@@ -252,12 +341,22 @@ class Engine:
         last = self._last_tick_ns.get(tick.symbol)
         if last is not None and tick.time_ns < last:
             return "time went backwards"
-        if self.stale_after_ns is not None and time.time_ns() - tick.time_ns > self.stale_after_ns:
+        # Stale: older than the host clock (the newest event's data time) by more than
+        # stale_after. Judged against the data's own clock, not the wall's, so a rehearsal on
+        # 2019 data is not all stale; a feed that goes quiet is the feed's and the live loop's
+        # watch (gaps between arrivals).
+        if self.stale_after_ns is not None and self.now_ns - tick.time_ns > self.stale_after_ns:
             return "stale"
         return ""
 
     def on_live_tick(self, tick: Tick) -> None:
         self.counters.ticks += 1
+        if not self.broker_up:
+            # The gate (broker down): a tick must not make a strategy place through a dead socket.
+            held = self.counters.held_ticks = self.counters.held_ticks + 1
+            if held == 1 or held % 1000 == 0:
+                log.warning("broker down: %d ticks held back from the strategies so far", held)
+            return
         reason = self.valid_tick(tick)
         if reason:
             self.counters.bad_ticks += 1
@@ -266,6 +365,8 @@ class Engine:
                 log.warning("bad tick ignored (%s, %d so far): %s", reason, n, tick)
             return
         self._last_tick_ns[tick.symbol] = tick.time_ns
+        if self.on_live_sample is not None:
+            self.on_live_sample(tick.time_ns, tick.price)
         self.handle_tick(tick.time_ns, tick.price, tick)
 
     def handle_tick(self, time_ns: int, price: int, tick: Tick | None = None, symbol: str | None = None) -> None:
@@ -277,7 +378,8 @@ class Engine:
             self._busy -= 1
 
     def _handle_tick(self, time_ns: int, price: int, tick: Tick | None, symbol: str | None) -> None:
-        self.now_ns = time_ns
+        if time_ns > self.now_ns:
+            self.now_ns = time_ns
         self.counters.handled_ticks += 1
         if self.timers.heap:
             for due in self.timers.pop_due(time_ns):
@@ -298,18 +400,48 @@ class Engine:
                 self.drain()
 
     # -------------------------------------------------------------------- lifecycle
+    async def snapshot(self, since_ns: int | None) -> BrokerSnapshot:
+        """The broker's snapshot, with a timeout and retries (a broker that answers late)."""
+        attempts = self.snapshot_retries + 1
+        problem = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await asyncio.wait_for(self.broker.snapshot(since_ns), self.snapshot_timeout_s)
+            except TimeoutError:
+                problem = f"no answer within {self.snapshot_timeout_s:g}s"
+            except (ConnectionError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            log.warning("broker snapshot failed (attempt %d of %d): %s", attempt, attempts, problem)
+            if attempt < attempts:
+                await asyncio.sleep(min(5.0, 0.5 * attempt))
+        raise BrokerUnavailable(f"the broker did not give its orders, executions and positions "
+                                f"after {attempts} attempts ({problem})")
+
     async def reconstruct(self, since_ns: int | None = None) -> None:
-        snapshot = await self.broker.snapshot(since_ns)
+        snapshot = await self.snapshot(since_ns)
         self.counters.reconstructs += 1
         self.now_ns = max(self.now_ns, snapshot.time_ns)
         for order in snapshot.open_orders:
             self.owner_of(order.order_id, order.ref, order.symbol)
+        if self.journal is not None:
+            # Executions this process never saw (the bot was down or disconnected): kept too, so
+            # fills.csv spans every restart. Only the strategies' own (tagged, or orders they own).
+            for e in snapshot.executions:
+                if e.order_id in self.owner or any(e.ref.startswith(c.tag_prefix) for c in self.contexts):
+                    self.journal.add(e)
+        self.broker_up = True  # the strategies may act again: their reconstruct runs now
         for ctx in self.contexts:
             self.call(ctx, "reconstruct", snapshot=snapshot)
             self.drain()
+        self._lost_at_ns = None
         self.state_changed()
 
+    def reconnect_since_ns(self) -> int | None:
+        """Executions a reconnect's reconstruct asks for: from a margin before the loss."""
+        return None if self._lost_at_ns is None else max(0, self._lost_at_ns - RECONNECT_MARGIN_NS)
+
     def start(self) -> None:
+        self.started = True
         for ctx in self.contexts:
             self.call(ctx, "on_start")
             self.drain()
@@ -345,35 +477,85 @@ class Engine:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def run_live(self, feed, checkpoint_every_s: float = 2.0) -> None:
-        """Live (or paper on live data): events from the broker's and feed's callbacks, in order."""
+    def _clock_for_timers(self, since_event_s: float) -> int:
+        """Live timers run on the host clock, which follows the events' data time and runs on
+        at the wall's pace between events."""
+        return self.now_ns + int(since_event_s * 1e9)
+
+    async def run_live(self, feed, checkpoint_every_s: float = 2.0, stop_when_idle_s: float | None = None,
+                       on_checkpoint=None) -> None:
+        """Live (or paper on live data): events from the broker's and feed's callbacks, in order.
+
+        The feed's ``stream`` and the broker's ``supervise`` (when it has one) run as tasks the
+        loop watches: one that fails ends the run with its error; a feed that ends ends the run.
+        ``stop_when_idle_s``: end cleanly after that long (wall) without a tick.
+        """
         self._wakeup = asyncio.Event()
-        last_checkpoint = time.monotonic()
-        feed_task = asyncio.get_running_loop().create_task(feed.stream(self.emit))
-        feed_task.add_done_callback(lambda _: self._wakeup.set())  # a feed that ends ends the run
+        loop = asyncio.get_running_loop()
+        last_checkpoint = last_tick = last_event = time.monotonic()
+        tasks = {"feed": loop.create_task(feed.stream(self.emit_feed))}
+        supervise = getattr(self.broker, "supervise", None)
+        if callable(supervise):
+            tasks["broker"] = loop.create_task(supervise())
+        for task in tasks.values():
+            task.add_done_callback(lambda _: self._wakeup.set())
+        handled = getattr(self.broker, "handled", None)
+        handled = handled if callable(handled) else None
         try:
             while not self.stopping:
+                timeout = checkpoint_every_s
                 timer_at = self.timers.next_time()
-                timeout = None if timer_at is None else max(0.0, (timer_at - time.time_ns()) / 1e9)
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout)
-                except TimeoutError:
-                    pass
+                if timer_at is not None and self.broker_up:
+                    since = time.monotonic() - last_event
+                    timeout = min(timeout, max(0.0, (timer_at - self._clock_for_timers(since)) / 1e9))
+                if stop_when_idle_s is not None:
+                    timeout = min(timeout, max(0.0, stop_when_idle_s - (time.monotonic() - last_tick)))
+                if not self.inbox:
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), timeout)
+                    except TimeoutError:
+                        pass
                 self._wakeup.clear()
-                for due in self.timers.pop_due(time.time_ns()):
-                    self.inbox.append(due)
+                if self.broker_up and self.timers.heap:
+                    clock = self._clock_for_timers(time.monotonic() - last_event)
+                    for due in self.timers.pop_due(clock):
+                        self.now_ns = max(self.now_ns, due.time_ns)
+                        self.inbox.append(due)
                 inbox = self.inbox
                 while inbox and not self.stopping:
-                    self.dispatch(inbox.popleft())
+                    event = inbox.popleft()
+                    self.dispatch(event)
                     self.drain()
                     if self.reconstruct_due:
                         self.reconstruct_due = False
-                        await self.reconstruct()  # events arriving meanwhile wait in the inbox
-                if self.venue is not None and time.monotonic() - last_checkpoint >= checkpoint_every_s:
-                    self.venue.checkpoint()  # a simulated venue on live data is durable too
+                        # events arriving meanwhile wait in the inbox
+                        await self.reconstruct(self.reconnect_since_ns())
+                    kind = type(event)
+                    if kind is Tick or kind is Fill:
+                        last_event = time.monotonic()
+                        if kind is Tick:
+                            last_tick = last_event
+                        if handled is not None and self.broker_up:
+                            handled(event)
+                    if len(inbox) > 64:
+                        await asyncio.sleep(0)  # a burst: let the sockets be read meanwhile
+                if time.monotonic() - last_checkpoint >= checkpoint_every_s:
+                    if self.venue is not None:
+                        self.venue.checkpoint()  # a simulated venue on live data is durable too
+                    if on_checkpoint is not None:
+                        on_checkpoint()
                     last_checkpoint = time.monotonic()
-                if feed_task.done():
-                    feed_task.result()  # re-raise a feed failure; a clean end stops the run
-                    break
+                for name, task in tasks.items():
+                    if task.done():
+                        task.result()  # re-raise a failure; a clean end of the feed ends the run
+                        if name == "feed":
+                            return
+                        raise BrokerUnavailable("the broker's connection supervisor ended")
+                if stop_when_idle_s is not None and time.monotonic() - last_tick >= stop_when_idle_s:
+                    log.info("no market data for %gs: stopping (--stop-when-idle)", stop_when_idle_s)
+                    self.idle_stopped = True
+                    return
         finally:
-            feed_task.cancel()
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)

@@ -37,6 +37,7 @@ import pluggy
 from .model import (
     Alert,
     BrokerSnapshot,
+    CommissionReport,
     ConnectionEvent,
     Fill,
     OrderRequest,
@@ -110,15 +111,29 @@ def on_fill(ctx: StrategyContext, fill: Fill) -> None:
     """One execution of one of the strategy's orders, in the order the broker reported them.
 
     ``fill.order_filled`` and ``fill.order_avg_price`` describe the whole order after this
-    execution; ``fill.order_complete`` says it is fully filled.
+    execution; ``fill.order_complete`` says it is fully filled. ``fill.commission`` is None when
+    the broker reports it later: it then arrives through :func:`on_commission`. An execution can
+    be delivered twice (a broker replaying executions after a reconnect): ``exec_id`` tells.
     """
 
 
 @hookspec
-def on_order_update(ctx: StrategyContext, update: OrderUpdate) -> None:
-    """A status change of one of the strategy's orders: submitted, cancelled, rejected, filled.
+def on_commission(ctx: StrategyContext, report: CommissionReport) -> None:
+    """The commission of one of the strategy's executions, reported after the fill itself
+    (IB sends ``commissionReport`` after ``execDetails``). Matched to the fill by ``exec_id``.
+    Not called for a fill that carried its commission."""
 
-    A cancellation arrives here, including one of a partially filled order.
+
+@hookspec
+def on_order_update(ctx: StrategyContext, update: OrderUpdate) -> None:
+    """A status change of one of the strategy's orders (see :class:`~bothost.model.OrderStatus`):
+    pending submit, pre-submitted, submitted, pending cancel, inactive, and the final ones
+    (filled, cancelled, rejected).
+
+    A cancellation arrives here, including one of a partially filled order. Each order gets at
+    most one final status: a broker that reports two (IB sends a 201 reject and then Cancelled
+    for the same order) has the second dropped by the engine, and an order that has ended is
+    never adopted again through its tag.
     """
 
 
@@ -129,10 +144,12 @@ def on_timer(ctx: StrategyContext, name: str, time_ns: int) -> None:
 
 @hookspec
 def on_connection(ctx: StrategyContext, event: ConnectionEvent) -> None:
-    """The broker or feed lost or regained its connection.
+    """The broker or feed lost or regained its connection (``event.origin`` says which).
 
-    After a RESTORED event the engine calls :func:`reconstruct` again with a fresh snapshot
-    (fills that happened while disconnected are in its executions).
+    After the broker's LOST, the engine holds ticks and timers (a strategy is not asked to act
+    while nothing can be placed; ``ctx.place`` raises :class:`BrokerDown`) until the broker's
+    RESTORED *and* the :func:`reconstruct` that follows it, with a fresh snapshot (fills that
+    happened while disconnected are in its executions). A feed's events only inform.
     """
 
 
@@ -176,10 +193,13 @@ class StrategyContext(Protocol):
 
     @property
     def now_ns(self) -> int:
-        """The host clock: the data's time in a replay, the wall clock live."""
+        """The host clock: the time of the newest event (a tick's or an execution's data time).
+        In a replay that is the data's time; live it follows the feed's and broker's times, so a
+        rehearsal on 2019 data runs on 2019's clock."""
 
     def place(self, order: OrderRequest) -> str:
-        """Send an order to the broker; returns its order id. Its fate arrives as events."""
+        """Send an order to the broker; returns its order id. Its fate arrives as events.
+        Raises :class:`BrokerDown` while the broker's connection is lost."""
 
     def cancel(self, order_id: str) -> None:
         """Ask the broker to cancel an order. Its fills may still arrive until it is cancelled."""
@@ -212,6 +232,12 @@ class StrategyContext(Protocol):
         a callable, evaluated only when the status is written."""
 
 
+class BrokerDown(Exception):
+    """Raised by ``ctx.place`` while the broker's connection is lost (before RESTORED and its
+    reconstruct). The engine logs it if a hook lets it escape; the reconstruct that follows the
+    reconnect places what the book needs."""
+
+
 class CriticalStop(Exception):
     """Raised by ``ctx.alert``: unwinds the handler so that nothing more is placed."""
 
@@ -239,7 +265,8 @@ class BuildEnv:
 # --------------------------------------------------------------------------------------------
 
 #: How a broker or a live feed hands events to the engine: ``emit(event)`` with a Tick, Fill,
-#: OrderUpdate or ConnectionEvent. Safe to call from the broker's callbacks in the event loop.
+#: CommissionReport, OrderUpdate or ConnectionEvent. Safe to call from the broker's callbacks
+#: in the event loop.
 Emit = Callable[[object], None]
 
 
@@ -248,8 +275,13 @@ class Broker(Protocol):
     """A broker adapter. The engine owns one per config.
 
     ``place`` and ``cancel`` are synchronous submissions (they must not block on the network);
-    what happens to the order comes back through ``emit`` as OrderUpdate and Fill events, in the
-    order the broker reports them.
+    what happens to the order comes back through ``emit`` as OrderUpdate, Fill and
+    CommissionReport events, in the order the broker reports them.
+
+    Optional members the engine uses when a broker has them (see :class:`SupervisedBroker`):
+    ``supervise()``, ``handled(event)``; and a broker's settings model says whether it points
+    at a live account with ``is_live()`` (S2: a broker that does not say is refused for
+    ``mode: paper``).
     """
 
     def bind(self, emit: Emit) -> None:
@@ -302,13 +334,33 @@ class MatchingVenue(Protocol):
         """Every execution the venue keeps, oldest first, streamed (for fills.csv)."""
 
 
+@runtime_checkable
+class SupervisedBroker(Protocol):
+    """What a broker with a connection of its own to look after adds to :class:`Broker`."""
+
+    async def supervise(self) -> None:
+        """Run for the whole live run, as a task the engine supervises beside the feed: watch
+        the connection (a heartbeat for a socket that dies without a word), emit
+        ``ConnectionEvent`` LOST / RESTORED, reconnect with backoff. Return or raise to end the
+        run (``BrokerUnavailable``: exit status 4). Cancelled when the run ends."""
+
+    def handled(self, event: Tick | Fill) -> None:
+        """The engine has handled ``event`` and everything it caused (every order it placed
+        or cancelled was submitted). A simulator pacing a rehearsal in lockstep waits for this."""
+
+
 class BrokerUnavailable(Exception):
     """A broker or feed could not be reached after its configured retries (exit status 4)."""
 
 
 @runtime_checkable
 class Feed(Protocol):
-    """A live market-data feed: pushes ticks through ``emit`` until cancelled."""
+    """A live market-data feed: pushes ticks through ``emit`` until cancelled.
+
+    Optional: ``open()`` (check settings or files before anything connects), and
+    ``attach_broker(broker)``, called before the run starts, for a feed that shares the
+    broker's connection (IB market data over the broker's own socket keeps fills and ticks in
+    the order the broker sent them)."""
 
     async def stream(self, emit: Emit) -> None:
         """Connect and emit Tick events (and ConnectionEvent on drops) until cancelled."""

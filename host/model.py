@@ -42,10 +42,38 @@ class OrderType(str, enum.Enum):
 
 
 class OrderStatus(str, enum.Enum):
+    """An order's state, in the vocabulary of an asynchronous broker (IB's, broker-neutral).
+
+    Working: PENDING_SUBMIT (sent, not yet acknowledged), PRE_SUBMITTED (accepted, held by the
+    broker until it can go to the exchange: an untriggered LIT, say), SUBMITTED (working; may be
+    partially filled). PENDING_CANCEL: a cancel was asked for and is not confirmed; the order is
+    no longer counted as live, but fills can still arrive until CANCELLED. INACTIVE: accepted but
+    parked (an exchange or margin check); it may resume or stay parked, so its shares and its
+    place in the book are kept. Final: FILLED, CANCELLED, REJECTED.
+    """
+
+    PENDING_SUBMIT = "pending_submit"
+    PRE_SUBMITTED = "pre_submitted"
     SUBMITTED = "submitted"  # accepted and working (may be partially filled)
+    PENDING_CANCEL = "pending_cancel"
+    INACTIVE = "inactive"
     FILLED = "filled"
     CANCELLED = "cancelled"
     REJECTED = "rejected"  # the broker refused it; `OrderUpdate.message` says why
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+    @property
+    def is_live(self) -> bool:
+        """Working at the broker (or parked there): counts as a live order for reconstruct."""
+        return self in _LIVE
+
+
+_FINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
+_LIVE = frozenset({OrderStatus.PENDING_SUBMIT, OrderStatus.PRE_SUBMITTED, OrderStatus.SUBMITTED,
+                   OrderStatus.INACTIVE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +105,14 @@ class OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class OpenOrder:
-    """An order working at the broker, as the broker reports it (any client id)."""
+    """An order working at the broker, as the broker reports it (any client id).
+
+    ``order_id`` is the broker adapter's key for the order (what ``Broker.place`` returned and
+    what ``Broker.cancel`` takes); ``perm_id`` is the broker's stable, account-wide identity
+    (IB's permId: order ids are per client id and can repeat across clients), empty when the
+    broker has no such thing. Reconstruct matches orders and executions by :attr:`stable_id`.
+    ``placed_ns`` is 0 when the broker does not report when the order was placed (IB does not).
+    """
 
     order_id: str
     symbol: str
@@ -91,15 +126,31 @@ class OpenOrder:
     placed_ns: int = 0
     client_id: int | None = None
     avg_fill_price: Decimal | None = None
+    status: OrderStatus = OrderStatus.SUBMITTED
+    perm_id: str = ""
 
     @property
     def remaining(self) -> int:
         return self.quantity - self.filled
 
+    @property
+    def stable_id(self) -> str:
+        return self.perm_id or self.order_id
+
+    @property
+    def live(self) -> bool:
+        """Still working (or parked) and not being cancelled: PENDING_CANCEL is not live."""
+        return self.status.is_live
+
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution. `order_filled` / `order_avg_price` describe the whole order after it."""
+    """One execution. `order_filled` / `order_avg_price` describe the whole order after it.
+
+    ``commission`` is None when the broker reports it later (IB sends ``commissionReport``
+    after ``execDetails``, matched by ``exec_id``): the fill is booked at once and its
+    commission arrives as a :class:`CommissionReport`. ``exec_id`` is unique account-wide.
+    """
 
     exec_id: str
     order_id: str
@@ -108,15 +159,30 @@ class Fill:
     side: Side
     quantity: int
     price: Decimal
-    commission: Decimal
+    commission: Decimal | None
     ref: str
     order_quantity: int
     order_filled: int
     order_avg_price: Decimal
+    perm_id: str = ""
 
     @property
     def order_complete(self) -> bool:
         return self.order_filled >= self.order_quantity
+
+    @property
+    def stable_id(self) -> str:
+        """The order's account-wide identity (``perm_id``, else ``order_id``)."""
+        return self.perm_id or self.order_id
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionReport:
+    """The commission of an execution reported after the fill itself (matched by ``exec_id``)."""
+
+    exec_id: str
+    commission: Decimal
+    time_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +199,20 @@ class OrderUpdate:
     ref: str = ""
     avg_fill_price: Decimal | None = None
     message: str = ""
+    perm_id: str = ""
+    #: the broker's own code for a rejection or an error (IB 201, 202, 10147...), 0 if none
+    code: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
+    """A position of the account. Only ``sec_type`` "STK" positions are shares of ``symbol``:
+    an option or a future on TQQQ is not TQQQ stock."""
+
     symbol: str
     quantity: int
     avg_cost: Decimal
+    sec_type: str = "STK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +229,8 @@ class BrokerSnapshot:
     positions: tuple[Position, ...] = ()
 
     def position(self, symbol: str) -> int:
-        return sum(p.quantity for p in self.positions if p.symbol == symbol)
+        """Shares of ``symbol`` held (stock positions only)."""
+        return sum(p.quantity for p in self.positions if p.symbol == symbol and p.sec_type == "STK")
 
 
 class ConnectionState(str, enum.Enum):
@@ -166,12 +240,19 @@ class ConnectionState(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionEvent:
-    """The broker or feed lost or regained its connection. After RESTORED the engine reconstructs."""
+    """The broker or feed lost or regained its connection.
+
+    ``origin`` is set by the engine to "broker" or "feed" from the door the event came in by
+    (a plugin need not set it). While the broker is down the engine holds ticks and timers
+    (nothing can be placed through a dead socket); after the broker's RESTORED it reconstructs
+    before anything else. A feed's LOST/RESTORED only informs: the broker's view is unchanged.
+    """
 
     time_ns: int
     source: str
     state: ConnectionState
     message: str = ""
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,27 @@ def money(value: Decimal) -> str:
     return str(q) if q == value else str(value.normalize())
 
 
+class LiveSampler:
+    """Live ticks arrive one at a time: batch them into chunks for a :class:`PriceSampler`."""
+
+    def __init__(self, sampler: PriceSampler, batch: int = 4096):
+        self.sampler = sampler
+        self.batch = batch
+        self.times: list[int] = []
+        self.prices: list[int] = []
+
+    def add(self, time_ns: int, price: int) -> None:
+        self.times.append(time_ns)
+        self.prices.append(price)
+        if len(self.times) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.times:
+            self.sampler(np.array(self.times, dtype=np.int64), np.array(self.prices, dtype=np.int64))
+            self.times, self.prices = [], []
+
+
 class PriceSampler:
     """Keeps a bounded picture of the price path: the min and max of fixed buckets per chunk."""
 

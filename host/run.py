@@ -23,6 +23,7 @@ from .engine import Engine
 from .plot_worker import PlotWorker
 from .errors import InputError
 from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, MatchingVenue, ReplayFeed
+from .journal import ExecutionJournal
 from .replay import ReplayDriver
 from .state import StateStore, atomic_write_json, ensure_state_dir
 
@@ -41,6 +42,7 @@ class RunOptions:
     title: str = ""
     verbose: bool = False
     plot_in_worker: bool = False  # draw equity.png in a process started with the run (else in-process)
+    stop_when_idle_s: float | None = None  # live: end cleanly after this long without market data
 
 
 @dataclass
@@ -54,13 +56,27 @@ def build(section, env: BuildEnv):
 
 
 def live_guard(run, broker_settings) -> None:
-    """S2: a broker section that points at a live account needs `mode: live`."""
+    """S2: a broker section that points at a live account needs `mode: live`.
+
+    Fails closed: a broker whose settings do not say whether they point at a live account (no
+    ``is_live()``) is refused for `mode: paper`, since nothing then proves it is paper. A broker
+    that can only tell once connected (IB: the account's id) checks again there, before it sends
+    anything that could trade."""
+    if run.mode == "live":
+        return
+    pos = run.where(("broker",))
+    where = (getattr(pos, "file", run.path), getattr(pos, "line", None))
     is_live = getattr(broker_settings, "is_live", None)
-    if callable(is_live) and is_live() and run.mode != "live":
-        pos = run.where(("broker",))
+    if not callable(is_live):
+        raise InputError(
+            f"broker {run.broker.use!r} does not say whether it trades a live account, so `mode: paper` "
+            "cannot be guaranteed", *where, col=getattr(pos, "col", None),
+            hint="its plugin must give its settings model an is_live() method (see hookspecs.Broker); "
+                 "or, if it does trade real money, say `mode: live` at the top of the config")
+    if is_live():
         raise InputError(
             "this broker section points at a LIVE account, but the config does not say `mode: live`",
-            getattr(pos, "file", run.path), getattr(pos, "line", None), col=getattr(pos, "col", None),
+            *where, col=getattr(pos, "col", None),
             hint="paper trading is the default; add `mode: live` at the top of the config to trade real money",
         )
 
@@ -102,21 +118,63 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
                    broker, feed, strategies, worker) -> RunResult:
     if hasattr(feed, "open"):
         feed.open()  # bad data is bad input: fail before anything is placed
+    if hasattr(feed, "attach_broker"):
+        feed.attach_broker(broker)  # a feed that shares the broker's connection (IB market data)
     replay = isinstance(feed, ReplayFeed)
     if replay and not opts.verbose:
         # Every fill of a replay is in fills.csv; a line per fill in the log would only slow it.
         logging.getLogger("bothost.strategy").setLevel(logging.WARNING)
     state = StateStore(state_dir / "bot_state.json")
+    # A simulated venue keeps its own executions; a real broker's are journaled as they arrive.
+    journal = None if isinstance(broker, MatchingVenue) else ExecutionJournal(state_dir / "executions.sqlite")
     engine = Engine(pm=pm, broker=broker, strategies=strategies, state=state,
                     live_state_flush=not replay,
                     stale_after_ns=None if run.engine.stale_after is None
-                    else int(run.engine.stale_after.total_seconds() * 1e9))
+                    else int(run.engine.stale_after.total_seconds() * 1e9),
+                    journal=journal, snapshot_timeout_s=run.engine.snapshot_timeout.total_seconds(),
+                    snapshot_retries=run.engine.snapshot_retries)
     log.info("run starting: config %s, state %s, broker %s, feed %s, strategies %s",
              run.path, state_dir, run.broker.use, run.feed.use, [s.id for s in run.strategies])
     sampler = report.PriceSampler()
+    if not replay:
+        live_samples = report.LiveSampler(sampler)
+        engine.on_live_sample = live_samples.add
+    phases: dict[str, float] = {"prepare": time.perf_counter() - started}
+    try:
+        try:
+            status = await _drive(run, opts, console, engine, broker, feed, state, state_dir, strategies,
+                                  sampler, phases, replay)
+        except BaseException as exc:
+            # Whatever went wrong (a broker that never answered, a reconstruct that failed, an
+            # internal error, Ctrl-C while starting): the strategies save what they hold, the
+            # broker is closed and status.json says how the run ended. Nothing more is placed.
+            engine.stopping = True
+            _stop_after_failure(engine)
+            _write_status(state_dir, engine, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            await _close(broker)
+            if journal is not None:
+                journal.close()
+            raise
+    finally:
+        if not replay:
+            live_samples.flush()
+    if status == "critical" and engine.venue is not None:
+        engine.venue.checkpoint()
+    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases, worker)
+    _write_status(state_dir, engine, summary)
+    await _close(broker)
+    if journal is not None:
+        journal.close()
+    log.info("run %s: %s ticks, %s fills, wall %ss", status, summary.get("ticks"), summary.get("fills", "-"),
+             summary.get("wall_time_s"))
+    return RunResult(status, summary)
+
+
+async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker, feed, state: StateStore,
+                 state_dir: Path, strategies, sampler, phases: dict, replay: bool) -> str:
+    """Connect, reconstruct, run until the data ends or a stop; returns the run's status."""
     status = "done"
     driver = None
-    phases: dict[str, float] = {"prepare": time.perf_counter() - started}
     try:
         mark = time.perf_counter()
         await broker.connect()
@@ -140,8 +198,10 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
             if driver.interrupted:
                 status = "interrupted"
         else:
+            checkpoint = lambda: _write_status(state_dir, engine, _live_summary(engine, "running"))  # noqa: E731
             with _stop_on_signals(engine.request_stop):
-                await engine.run_live(feed, run.engine.checkpoint_every.total_seconds())
+                await engine.run_live(feed, run.engine.checkpoint_every.total_seconds(),
+                                      stop_when_idle_s=opts.stop_when_idle_s, on_checkpoint=checkpoint)
             if engine.alert is None and engine.stopping:
                 status = "interrupted"
         phases["run"] = time.perf_counter() - mark
@@ -150,17 +210,26 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
         engine.stop()
     except CriticalStop:
         status = "critical"  # S1: nothing more placed, the broker's orders left in place
-    except BrokerUnavailable:
-        await _close(broker)
-        raise
-    if status == "critical" and engine.venue is not None:
-        engine.venue.checkpoint()
-    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases, worker)
-    _write_status(state_dir, engine, summary)
-    await _close(broker)
-    log.info("run %s: %s ticks, %s fills, wall %ss", status, summary.get("ticks"), summary.get("fills", "-"),
-             summary.get("wall_time_s"))
-    return RunResult(status, summary)
+    return status
+
+
+def _stop_after_failure(engine: Engine) -> None:
+    """on_stop and a state flush after a failure, never hiding the failure itself. Only for
+    strategies that started: one whose first reconstruct failed holds nothing worth saving, and
+    saving its empty book would overwrite the backup the next start falls back on."""
+    if engine.alert is not None or not engine.started:
+        return  # S1: a critical stop places and saves nothing more
+    try:
+        engine.stop()
+    except Exception:
+        log.exception("on_stop after a failure failed too")
+
+
+def _live_summary(engine: Engine, status: str) -> dict:
+    c = engine.counters
+    return {"status": status, "ticks": c.ticks, "ticks_handled": c.handled_ticks, "bad_ticks": c.bad_ticks,
+            "held_ticks": c.held_ticks, "fills": c.fills, "orders_placed": c.orders_placed,
+            "reconstructs": c.reconstructs, "broker_up": engine.broker_up}
 
 
 PROGRESS_SECTION = "__replay__"  # the host's own section in bot_state.json
@@ -210,17 +279,21 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         "orders_placed": c.orders_placed,
         "reconstructs": c.reconstructs,
     }
+    if c.held_ticks:
+        summary["held_ticks"] = c.held_ticks
     out = opts.out_dir
-    if out is not None and hasattr(broker, "iter_executions"):
+    # fills.csv from the simulated venue's executions, or from a live run's journal of them
+    executions = broker if hasattr(broker, "iter_executions") else engine.journal
+    if out is not None and executions is not None:
         out.mkdir(parents=True, exist_ok=True)
         describe = lambda ref: pm.hook.describe_order_ref(ref=ref)  # noqa: E731
         opts.title = opts.title or str(run.path)
         mark = time.perf_counter()
-        stats = report.collect_fills(broker.iter_executions(None), describe)
+        stats = report.collect_fills(executions.iter_executions(None), describe)
         t, p, equity, capital = report.equity_curve(stats, *sampler.arrays())
         # The plot worker draws while this process writes fills.csv: two cores, two jobs.
         plotting = len(t) > 0 and _submit_plot(worker, opts, out, t, p, equity, capital, stats)
-        report.write_fills(out / "fills.csv", broker.iter_executions(None), stats.levels)
+        report.write_fills(out / "fills.csv", executions.iter_executions(None), stats.levels)
         phases["fills_csv"] = time.perf_counter() - mark
         open_lots = sum(int(ctx.recorded().get("book", {}).get("open_lots", 0) or 0) for ctx in engine.contexts)
         summary.update({

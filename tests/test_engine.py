@@ -67,6 +67,8 @@ def run_live(tmp_path: Path, strategy, feed) -> Engine:
     broker = SimBroker(SimBrokerConfig(), env)
     engine = Engine(pm=make_manager(), broker=broker, strategies=[("rec", strategy)],
                     state=StateStore(tmp_path / "bot_state.json"))
+    if hasattr(feed, "engine"):
+        feed.engine = engine  # a test feed that also speaks for the broker (its connection events)
 
     async def main():
         await broker.connect()
@@ -186,11 +188,13 @@ def test_a_reconnect_reconstructs_in_line_before_the_next_event(tmp_path):
     from bothost.model import ConnectionEvent, ConnectionState
 
     class Reconnecting(PushFeed):
+        engine = None
+
         async def stream(self, emit):
             for i, p in enumerate(self.prices):
                 if i == 3:
-                    emit(ConnectionEvent(0, "broker", ConnectionState.LOST, "1100"))
-                    emit(ConnectionEvent(0, "broker", ConnectionState.RESTORED, "1102"))
+                    self.engine.emit_broker(ConnectionEvent(0, "broker", ConnectionState.LOST, "1100"))
+                    self.engine.emit_broker(ConnectionEvent(0, "broker", ConnectionState.RESTORED, "1102"))
                 emit(Tick(1_000 * (i + 1), "XYZ", p))
                 await asyncio.sleep(0)
 

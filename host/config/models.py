@@ -25,10 +25,14 @@ class EngineSettings(BaseModel):
     skip_quiet_ticks: bool = True
     #: How often a replay commits the simulated venue's state.
     checkpoint_every: Duration = dt.timedelta(seconds=2)
-    #: A live tick older than this is stale and dropped (None: never).
+    #: A live tick older than the host clock by more than this is stale and dropped (None: never).
     stale_after: Duration | None = None
     #: Show a progress line during a replay.
     progress: bool = True
+    #: How long the broker may take to give its orders, executions and positions (reconstruct).
+    snapshot_timeout: Duration = dt.timedelta(seconds=30)
+    #: How often a failed or late snapshot is asked for again before the run gives up (exit 4).
+    snapshot_retries: int = Field(3, ge=0)
 
 
 class HostConfig(BaseModel):

@@ -16,7 +16,7 @@ from bothost.hookspecs import BuildEnv, Emit, hookimpl
 from bothost.model import BrokerSnapshot, Fill, OrderRequest
 
 from .store import VenueStore
-from .venue import Commission, Venue
+from .venue import BrokerLike, Commission, Venue
 
 
 class SimBrokerConfig(BaseModel):
@@ -27,6 +27,24 @@ class SimBrokerConfig(BaseModel):
     partial_fill_shares: int | None = Field(
         None, gt=0, description="fill at most this many shares of an order per tick (for tests)")
     database: str = Field("venue.sqlite", description="file name in the run's state folder")
+    # Behave like an asynchronous broker (IB) on request, so a strategy's tests can meet one on
+    # the real engine. Off by default: the embedded default answers at once.
+    late_acks: bool = Field(False, description="acknowledge orders on the next tick")
+    late_cancels: bool = Field(False, description="cancels pending until after the next tick (a cancel races a fill)")
+    commission_later: bool = Field(False, description="commission reported after each fill, not with it")
+    reject_refs: list[str] = Field(default_factory=list, description="reject (201, then Cancelled) orders whose tag matches")
+    inactive_refs: list[str] = Field(default_factory=list, description="park orders whose tag matches as Inactive")
+    broker_like: bool = Field(False, description="shorthand: late_acks, late_cancels and commission_later")
+
+    def is_live(self) -> bool:
+        """S2: the simulated venue never trades real money."""
+        return False
+
+    def like(self) -> BrokerLike:
+        on = self.broker_like
+        return BrokerLike(late_acks=self.late_acks or on, late_cancels=self.late_cancels or on,
+                          commission_later=self.commission_later or on, reject_refs=tuple(self.reject_refs),
+                          inactive_refs=tuple(self.inactive_refs))
 
 
 class SimBroker:
@@ -54,7 +72,7 @@ class SimBroker:
         if self.venue is not None:
             return
         commission = Commission(self.config.commission_per_share, self.config.commission_min)
-        self.venue = Venue(self._emit, commission, self.config.partial_fill_shares)
+        self.venue = Venue(self._emit, commission, self.config.partial_fill_shares, self.config.like())
         self.store = VenueStore(self.path)
         self.store.load(self.venue)
 

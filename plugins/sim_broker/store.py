@@ -80,17 +80,24 @@ class VenueStore:
                 venue.cost[key[5:]] = int(value)
         rows = self.db.execute(
             "SELECT id, seq, symbol, side, quantity, filled, limit_cents, order_type, aux_cents, ref, "
-            "placed_ns, triggered, fresh, value_cents, tif, outside_rth FROM orders WHERE status = ? ORDER BY seq",
-            (OrderStatus.SUBMITTED.value,),
+            "placed_ns, triggered, fresh, value_cents, tif, outside_rth, status FROM orders "
+            "WHERE status IN (?, ?, ?) ORDER BY seq",
+            (OrderStatus.SUBMITTED.value, OrderStatus.PENDING_CANCEL.value, OrderStatus.INACTIVE.value),
         )
-        for (oid, seq, symbol, side, qty, filled, limit, otype, aux, ref, placed, trig, fresh, value, tif, rth) in rows:
+        for (oid, seq, symbol, side, qty, filled, limit, otype, aux, ref, placed, trig, fresh, value, tif, rth,
+             status) in rows:
             order = SimOrder.__new__(SimOrder)
             order.id, order.seq, order.symbol, order.side = oid, seq, symbol, Side(side)
             order.quantity, order.filled, order.limit, order.order_type = qty, filled, limit, OrderType(otype)
-            order.aux, order.ref, order.placed_ns, order.status = aux, ref, placed, OrderStatus.SUBMITTED
+            order.aux, order.ref, order.placed_ns, order.status = aux, ref, placed, OrderStatus(status)
             order.triggered, order.fresh, order.value = bool(trig), bool(fresh), value
             order.tif, order.outside_rth = tif, bool(rth)
+            if order.status is OrderStatus.INACTIVE:
+                venue.orders[order.id] = order  # parked: listed, never matched
+                continue
             venue.add(order)
+            if order.status is OrderStatus.PENDING_CANCEL:
+                venue.cancelling.append(order)
             if order.fresh:
                 venue.arriving.append(order)  # placed on the last tick before the checkpoint
         return True

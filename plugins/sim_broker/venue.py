@@ -8,11 +8,15 @@ values leave the venue (fills and snapshots).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
+import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from bothost.model import (
+    CommissionReport,
     Fill,
     OpenOrder,
     OrderRequest,
@@ -24,6 +28,8 @@ from bothost.model import (
 )
 
 NO_SELL = 1 << 62  # quiet_band's "hi" with no SELL resting
+#: quiet_band when the next tick must be handled whatever its price (acks or cancels are due)
+BUSY_BAND = (NO_SELL, NO_SELL)
 AVG_QUANTUM = Decimal("0.000001")  # average fill prices of split fills are kept to 1e-6 dollars
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -74,8 +80,35 @@ class SimOrder:
             order_id=str(self.id), symbol=self.symbol, side=self.side, quantity=self.quantity,
             filled=self.filled, limit=Decimal(self.limit).scaleb(-2), order_type=self.order_type,
             aux=None if self.aux is None else Decimal(self.aux).scaleb(-2), ref=self.ref,
-            placed_ns=self.placed_ns, client_id=0, avg_fill_price=self.avg_price(),
+            placed_ns=self.placed_ns, client_id=0, avg_fill_price=self.avg_price(), status=self.status,
         )
+
+
+@dataclass(frozen=True)
+class BrokerLike:
+    """How much the venue behaves like an asynchronous broker (IB) instead of answering at once.
+
+    All off by default: the embedded default is a venue that acknowledges, cancels and charges
+    on the spot. Tests of the strategy against a broker that answers late turn them on.
+    """
+
+    #: an order is acknowledged (SUBMITTED, or PRE_SUBMITTED for an untriggered LIT) on the next
+    #: tick, not at once
+    late_acks: bool = False
+    #: a cancel is PENDING_CANCEL at once and takes effect after the next tick's matching: the
+    #: order can still fill on that tick (a cancel racing a fill)
+    late_cancels: bool = False
+    #: fills carry no commission; a CommissionReport follows each one (IB: commissionReport
+    #: after execDetails)
+    commission_later: bool = False
+    #: orders whose tag matches one of these patterns (``re.search``) are rejected the IB way:
+    #: REJECTED (code 201) and then CANCELLED for the same order
+    reject_refs: tuple[str, ...] = ()
+    #: orders whose tag matches are parked INACTIVE (accepted, never working)
+    inactive_refs: tuple[str, ...] = ()
+
+    def matches(self, patterns: tuple[str, ...], ref: str) -> bool:
+        return any(re.search(p, ref) for p in patterns)
 
 
 class Commission:
@@ -97,10 +130,13 @@ class Venue:
     """The book. ``emit`` receives OrderUpdate events (cancels, completions, rejections)."""
 
     def __init__(self, emit: Callable[[object], None], commission: Commission,
-                 partial_fill_shares: int | None = None):
+                 partial_fill_shares: int | None = None, like: BrokerLike | None = None):
         self.emit = emit
         self.commission = commission
         self.partial_fill_shares = partial_fill_shares
+        self.like = like or BrokerLike()
+        self.unacked: list[SimOrder] = []  # late_acks: acknowledged on the next tick
+        self.cancelling: list[SimOrder] = []  # late_cancels: cancelled after the next tick's matching
         self.orders: dict[int, SimOrder] = {}  # every order not finished
         self.arriving: list[SimOrder] = []  # placed during the current tick: live from the next
         # Executions not yet checkpointed; older ones live only in the store, so memory stays
@@ -142,13 +178,28 @@ class Venue:
         limit = _cents(req.limit)
         aux = None if req.aux is None else _cents(req.aux)
         problem = _check(req, limit, aux)
+        like = self.like
         if problem:
             self.emit(OrderUpdate(str(oid), self.clock_ns or 0, OrderStatus.REJECTED, req.symbol, req.side,
                                   req.quantity, 0, req.ref, None, problem))
             return str(oid)
+        if like.reject_refs and like.matches(like.reject_refs, req.ref):
+            # IB's way: error 201 (a reject), then a Cancelled status for the same order.
+            now = self.clock_ns or 0
+            for status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+                self.emit(OrderUpdate(str(oid), now, status, req.symbol, req.side, req.quantity, 0, req.ref, None,
+                                      "Order rejected - reason: simulated reject (reject_refs)", code=201))
+            return str(oid)
         if req.order_type is LIT and aux is None:
             aux = limit
         order = SimOrder(oid, oid, req, limit, aux, self.clock_ns or 0)
+        if like.inactive_refs and like.matches(like.inactive_refs, req.ref):
+            order.status = OrderStatus.INACTIVE  # parked: listed, cancellable, never matched
+            self.orders[oid] = order
+            self.dirty_orders[oid] = order
+            self.emit(OrderUpdate(str(oid), self.clock_ns or 0, OrderStatus.INACTIVE, order.symbol, order.side,
+                                  order.quantity, 0, order.ref, None, "simulated (inactive_refs)"))
+            return str(oid)
         last = self.last
         if last is not None:
             if order.order_type is LIT and not order.triggered:
@@ -161,24 +212,45 @@ class Venue:
         self.add(order)
         self.arriving.append(order)
         self.dirty_orders[oid] = order
+        if like.late_acks:
+            self.unacked.append(order)
         return str(oid)
 
     def cancel(self, order_id: str) -> bool:
-        """Cancel at once (rule 1): a cancelled order never fills afterwards."""
+        """Cancel at once (rule 1): a cancelled order never fills afterwards. With
+        ``late_cancels`` the cancel is pending until after the next tick's matching."""
         order = self.orders.get(int(order_id)) if order_id.isdigit() else None
         if order is None:
             return False
-        self._remove(order)
+        if order.status is OrderStatus.PENDING_CANCEL:
+            return True
+        if self.like.late_cancels and order.status is OrderStatus.SUBMITTED:
+            order.status = OrderStatus.PENDING_CANCEL
+            self.cancelling.append(order)
+            self.dirty_orders[order.id] = order
+            self._band = None
+            self.emit(OrderUpdate(str(order.id), self.clock_ns or 0, OrderStatus.PENDING_CANCEL, order.symbol,
+                                  order.side, order.quantity, order.filled, order.ref, order.avg_price()))
+            return True
+        self._cancel_now(order)
+        return True
+
+    def _cancel_now(self, order: SimOrder) -> None:
+        if order.status is OrderStatus.INACTIVE:
+            del self.orders[order.id]
+        else:
+            self._remove(order)
         if order in self.arriving:
             self.arriving.remove(order)
         order.status = OrderStatus.CANCELLED
         self.dirty_orders[order.id] = order
         self.emit(OrderUpdate(str(order.id), self.clock_ns or 0, OrderStatus.CANCELLED, order.symbol,
                               order.side, order.quantity, order.filled, order.ref, order.avg_price()))
-        return True
 
     # ---------------------------------------------------------------- ticks in
     def quiet_band(self) -> tuple[int, int]:
+        if self.unacked or self.cancelling:
+            return BUSY_BAND  # the next tick acknowledges or cancels: it must be handled
         band = self._band
         if band is None:
             lo = max((o.wake_price() for o in self._buys), default=-1)
@@ -195,9 +267,34 @@ class Venue:
                 order.fresh = False
             self.arriving.clear()
 
+    def _acknowledge(self, time_ns: int) -> None:
+        """late_acks: the orders placed during the previous tick are acknowledged now."""
+        for order in self.unacked:
+            if order.status is OrderStatus.SUBMITTED:
+                status = OrderStatus.SUBMITTED if order.triggered else OrderStatus.PRE_SUBMITTED
+                self.emit(OrderUpdate(str(order.id), time_ns, status, order.symbol, order.side, order.quantity,
+                                      order.filled, order.ref, order.avg_price()))
+        self.unacked.clear()
+
+    def _finish_cancels(self) -> None:
+        """late_cancels: after this tick's matching, the pending cancels take effect."""
+        cancelling, self.cancelling = self.cancelling, []
+        for order in cancelling:
+            if order.status is OrderStatus.PENDING_CANCEL:
+                self._cancel_now(order)
+
     def match(self, time_ns: int, price: int) -> Iterator[Fill]:
         self.clock_ns = time_ns
         self.last = price
+        if self.unacked:
+            self._acknowledge(time_ns)
+        if self.cancelling:
+            yield from self._match(time_ns, price)
+            self._finish_cancels()
+        else:
+            yield from self._match(time_ns, price)
+
+    def _match(self, time_ns: int, price: int) -> Iterator[Fill]:
         arrived = self.arriving
         self.arriving = []
         crossed_buys: list[SimOrder] = []
@@ -232,7 +329,7 @@ class Venue:
         crossed_buys.sort(key=lambda o: (-o.limit, o.seq))
         crossed_sells.sort(key=lambda o: (o.limit, o.seq))
         for order in crossed_buys + crossed_sells:
-            if order.status is not OrderStatus.SUBMITTED:
+            if order.status is not OrderStatus.SUBMITTED and order.status is not OrderStatus.PENDING_CANCEL:
                 continue  # cancelled (or filled) while an earlier fill of this tick was handled
             yield self._execute(order, fill_price[order.id], time_ns)
 
@@ -260,6 +357,10 @@ class Venue:
             order_quantity=order.quantity, order_filled=order.filled, order_avg_price=order.avg_price(),
         )
         self.unsaved.append(fill)
+        if self.like.commission_later:
+            # The venue keeps the whole execution; the strategy hears of its commission after it.
+            self.emit(CommissionReport(exec_id, commission, time_ns))
+            fill = dataclasses.replace(fill, commission=None)
         self.dirty_orders[order.id] = order
         if order.filled >= order.quantity:
             order.status = OrderStatus.FILLED
@@ -271,6 +372,8 @@ class Venue:
 
     # ---------------------------------------------------------------- views
     def open_orders(self) -> tuple[OpenOrder, ...]:
+        """Every order not finished, in the order placed (PENDING_CANCEL and INACTIVE included,
+        with their status)."""
         return tuple(o.to_open_order() for o in sorted(self.orders.values(), key=lambda o: o.seq))
 
     def positions(self) -> tuple[Position, ...]:
