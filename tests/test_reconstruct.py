@@ -498,7 +498,7 @@ def test_execution_pnl_catch_up():
     w = _w([0])
     lot = w.lots[0]
     execs = buy_executions(w, lot, 2) + [sell_execution(w, lot)]
-    gross, fees, last, ids = execution_pnl(execs, SID, SYM, 0)
+    gross, fees, last, ids, _ = execution_pnl(execs, SID, SYM, 0)
     assert gross == 94 * (sell_price(D("100.00"), D("0.01")) - D("100.00")) and fees == 3
     assert last == 200 and ids == {f"s{lot.sell_id}"}
     assert execution_pnl(execs, SID, SYM, last, ids)[:2] == (0, 0)

@@ -37,6 +37,11 @@ def test_examples():
     t = parse_tag("tqqq_grid:SELL:L3:P97.03:A100.00:B17")
     assert t == Tag("tqqq_grid", Side.SELL, 3, SELL, D("97.03"), D("100.00"), "17")
     assert parse_tag("tqqq_grid:BUY:L0:M101.25") == Tag("tqqq_grid", Side.BUY, 0, ENTRY, D("101.25"))
+    # the entry's placement time rides along, for brokers that do not report it (IB)
+    t = 1_704_205_815_250_000_000
+    assert entry_tag("tqqq_grid", D("101.25"), t) == "tqqq_grid:BUY:L0:M101.25:T1704205815250"
+    assert parse_tag("tqqq_grid:BUY:L0:M101.25:T1704205815250").placed_ns == t
+    assert parse_tag("tqqq_grid:BUY:L4:A100.00:T1704205815250") is None  # only the entry has one
     assert parse_tag("tqqq_grid:BUY:L4:A100.00").is_entry is False
 
 
@@ -104,7 +109,8 @@ def tags(draw):
     price = draw(prices)
     if side is Side.BUY:
         if draw(st.booleans()) and level == 0:
-            return Tag(sid, side, 0, ENTRY, price)
+            placed = draw(st.one_of(st.none(), st.integers(0, 4_102_444_800_000)))
+            return Tag(sid, side, 0, ENTRY, price, placed_ms=placed)
         return Tag(sid, side, level, QUEUE, price)
     anchor = draw(st.one_of(st.none(), prices))
     buy = draw(st.one_of(st.none(), st.integers(0, 10**9).map(str), ids))

@@ -21,6 +21,7 @@ from typing import Any
 
 from bothost.model import (
     BrokerSnapshot,
+    CommissionReport,
     Fill,
     OrderStatus,
     OrderUpdate,
@@ -69,6 +70,9 @@ class Book:
         self.fees = _ZERO
         self.pnl_ns = 0  # time of the newest execution booked into gross_pnl / fees
         self.pnl_ids: set[str] = set()  # exec ids booked at exactly pnl_ns
+        #: executions booked before their commission was reported (IB: commissionReport comes
+        #: after execDetails); the commission is added when it arrives, even after a restart
+        self.fee_pending: set[str] = set()
         self.last_event_ns = 0
         self.halted = False
         self.reconstructed = False
@@ -77,7 +81,7 @@ class Book:
         self._deferred = False  # a queue slot waits for its tag to be free (I4)
         self._dirty = False
         self._every_tick: bool | None = None
-        self._lot_cache: dict[str, tuple[int, dict]] = {}
+        self._lot_cache: dict[str, tuple[tuple, dict]] = {}
         self._deepest: int | None = None  # cache of deepest_level(); reset whenever lots are added or removed
 
     # ------------------------------------------------------------------ derived views
@@ -142,12 +146,20 @@ class Book:
             self.fees = _dec(state.get("fees")) or _ZERO
             self.pnl_ns = int(state.get("pnl_ns") or 0)
             self.pnl_ids = set(state.get("pnl_exec_ids") or ())
+            self.fee_pending = set(state.get("fee_pending") or ())
             self.last_event_ns = int(state.get("last_event_ns") or 0)
-        gross, fees, last_ns, ids = execution_pnl(snapshot.executions, self.strategy_id, self.symbol, self.pnl_ns, self.pnl_ids)
+        if self.fee_pending:  # commissions that arrived while the bot was not listening
+            for e in snapshot.executions:
+                if e.exec_id in self.fee_pending and e.commission is not None:
+                    self.fees += e.commission
+                    self.fee_pending.discard(e.exec_id)
+        gross, fees, last_ns, ids, unpriced = execution_pnl(snapshot.executions, self.strategy_id, self.symbol,
+                                                            self.pnl_ns, self.pnl_ids)
         if gross or fees or last_ns != self.pnl_ns:
             self.gross_pnl += gross
             self.fees += fees
             self.pnl_ns, self.pnl_ids = last_ns, set(ids)
+        self.fee_pending |= unpriced
         self.reconstructed = True
 
         self.set_anchor(result.anchor)
@@ -165,6 +177,9 @@ class Book:
             self.buys[e.order_id] = e
             self.entry_id = e.order_id
             ctx.wake_at(e.placed_ns + self.timeout_ns)
+        for b in result.cancel_pending:
+            b.cancel_requested = True  # already being cancelled: not asked again
+            self.buys[b.order_id] = b
         for b in result.cancelled_buys:
             b.cancel_requested = True
             self.buys[b.order_id] = b
@@ -222,7 +237,7 @@ class Book:
         last = cents_to_decimal(tick.price)
         limit = l0_limit(last, self.params.l0_buffer)
         qty = self.lot_map.shares[0]
-        req = entry_request(self.params, self.strategy_id, qty, limit, last)
+        req = entry_request(self.params, self.strategy_id, qty, limit, last, tick.time_ns)
         oid = ctx.place(req)
         self.buys[oid] = LiveBuy(oid, 0, qty, limit, ref=req.ref, is_entry=True, placed_ns=tick.time_ns)
         self.entry_id = oid
@@ -246,6 +261,8 @@ class Book:
             self._book_exec(fill)
             b.filled = fill.order_filled
             b.avg_price = fill.order_avg_price
+            if fill.perm_id:
+                b.perm_id = fill.perm_id
             if fill.order_complete:
                 self._complete_buy(ctx, b)
         else:
@@ -270,12 +287,24 @@ class Book:
         self.flush(ctx)
 
     def _book_exec(self, fill: Fill) -> None:
-        self.fees += fill.commission
+        if fill.commission is None:
+            self.fee_pending.add(fill.exec_id)  # booked when its CommissionReport arrives
+        else:
+            self.fees += fill.commission
         if fill.time_ns > self.pnl_ns:
             self.pnl_ns = fill.time_ns
             self.pnl_ids = {fill.exec_id}
         else:
             self.pnl_ids.add(fill.exec_id)
+
+    def on_commission(self, ctx, report: CommissionReport) -> None:
+        """A commission reported after its fill (IB): the fees include it from now on."""
+        if report.exec_id not in self.fee_pending:
+            return  # already booked (reported twice, or it came with the fill)
+        self.fee_pending.discard(report.exec_id)
+        self.fees += report.commission
+        self._dirty = True
+        self.flush(ctx)
 
     def _complete_buy(self, ctx, b: LiveBuy) -> None:
         """R2: a complete BUY (fully filled, or cancelled after a partial fill) becomes one lot
@@ -297,9 +326,11 @@ class Book:
                        [f"Place a GTC SELL for those {b.filled} shares by hand, or set on_orphan_shares: adopt, then restart."])
             return
         limit = sell_price(purchase, self.params.profit_target)
-        req = sell_request(self.params, self.strategy_id, b.level, b.filled, limit, purchase, self.anchor, b.order_id)  # type: ignore[arg-type]
+        # The SELL's tag names the BUY by its stable id (IB permId): order ids repeat across clients.
+        buy_id = b.stable_id
+        req = sell_request(self.params, self.strategy_id, b.level, b.filled, limit, purchase, self.anchor, buy_id)  # type: ignore[arg-type]
         oid = ctx.place(req)
-        self.lots[oid] = Lot(b.level, b.filled, purchase, limit, b.order_id, oid, req.ref, origin="buy")  # type: ignore[arg-type]
+        self.lots[oid] = Lot(b.level, b.filled, purchase, limit, buy_id, oid, req.ref, origin="buy")  # type: ignore[arg-type]
         if self._deepest is not None and b.level > self._deepest:
             self._deepest = b.level  # type: ignore[assignment]
         self.log.info("lot L%s: %d @ %s from BUY %s; SELL %s @ %s (R2)", b.level, b.filled, purchase, b.order_id, oid, limit)
@@ -333,6 +364,24 @@ class Book:
         if self.halted:
             return
         status = update.status
+        if status is OrderStatus.INACTIVE:
+            self._inactive(ctx, update)
+        elif status is OrderStatus.PENDING_CANCEL:
+            b = self.buys.get(update.order_id)
+            if b is not None and not b.cancel_requested:
+                self.log.warning("BUY %s (%s) is being cancelled outside the bot", b.order_id, b.ref)
+                b.cancel_requested = True  # its fills still count until the broker confirms
+            elif update.order_id in self.lots:
+                self.log.warning("SELL %s of lot L%d is being cancelled outside the bot", update.order_id,
+                                 self.lots[update.order_id].level)
+        elif status is OrderStatus.SUBMITTED or status is OrderStatus.PRE_SUBMITTED:
+            b = self.buys.get(update.order_id)
+            if b is not None and b.inactive:
+                b.inactive = False
+                self.log.info("BUY %s (%s) is working again", b.order_id, b.ref)
+            elif update.order_id in self.lots and self.lots[update.order_id].sell_inactive:
+                self.lots[update.order_id].sell_inactive = False
+                self.log.info("SELL %s is working again", update.order_id)
         if status is OrderStatus.CANCELLED or status is OrderStatus.REJECTED:
             self.last_event_ns = max(self.last_event_ns, update.time_ns)
             b = self.buys.get(update.order_id)
@@ -351,6 +400,26 @@ class Book:
                      f"{lot.sell_ref} by hand (or sell the shares), then restart: reconstruct picks it up."],
                 )
         self._sync_ticks(ctx)
+
+    def _inactive(self, ctx, update: OrderUpdate) -> None:
+        """IB parks an order it cannot work right now as Inactive (an exchange or margin check,
+        hours the exchange does not accept). It may resume; it may stay parked. The grid keeps
+        it: a parked SELL is still the lot's one SELL (a second one would sell the lot twice if
+        the first resumed), a parked BUY keeps its queue slot (its tag stays taken, I4). Nothing
+        halts; the log and ``bothost status`` say so, and a cancel by the broker later is
+        handled as any cancel (a cancelled SELL is the unprotected-lot alert)."""
+        why = update.message or "no reason given"
+        lot = self.lots.get(update.order_id)
+        b = self.buys.get(update.order_id)
+        if lot is not None and not lot.sell_inactive:
+            lot.sell_inactive = True
+            self.log.warning("SELL %s of lot L%d (%d @ %s) is Inactive at the broker (%s): kept as the lot's SELL; "
+                             "check it in TWS if it stays so", update.order_id, lot.level, lot.quantity, lot.sell_price, why)
+        elif b is not None and not b.inactive:
+            b.inactive = True
+            self.log.warning("BUY %s (%s) is Inactive at the broker (%s): kept in its slot", b.order_id, b.ref, why)
+        self._dirty = True
+        self.flush(ctx)
 
     def _buy_gone(self, ctx, b: LiveBuy, update: OrderUpdate) -> None:
         """A BUY was cancelled (by us or not) or rejected: it leaves the book; with a partial
@@ -409,8 +478,9 @@ class Book:
         out = []
         for sell_id, lot in self.lots.items():
             hit = cache.get(sell_id)
-            if hit is None or hit[0] != lot.quantity:
-                hit = cache[sell_id] = (lot.quantity, lot.as_dict())
+            key = (lot.quantity, lot.sell_inactive)
+            if hit is None or hit[0] != key:
+                hit = cache[sell_id] = (key, lot.as_dict())
             out.append(hit[1])
         if len(cache) > len(self.lots):
             for sell_id in [k for k in cache if k not in self.lots]:
@@ -430,6 +500,7 @@ class Book:
             "realized_pnl": str(self.realized_pnl),
             "pnl_ns": self.pnl_ns,
             "pnl_exec_ids": sorted(self.pnl_ids),
+            "fee_pending": sorted(self.fee_pending),
             "last_event_ns": self.last_event_ns,
         }
 
@@ -445,7 +516,8 @@ class Book:
             "shares": sum(d["quantity"] for d in lots),
             "deepest_level": self.deepest_level(),
             "queue": [
-                {"order_id": b.order_id, "level": b.level, "quantity": b.quantity, "price": format_price(b.price), "filled": b.filled}
+                {"order_id": b.order_id, "level": b.level, "quantity": b.quantity, "price": format_price(b.price),
+                 "filled": b.filled, **({"inactive": True} if b.inactive else {})}
                 for b in sorted(self.buys.values(), key=lambda x: (x.level if x.level is not None else -1, x.order_id))
                 if not b.is_entry
             ],
@@ -461,7 +533,10 @@ class Book:
         }
 
     def save(self, ctx) -> None:
-        """Save and publish now, changed or not (on_stop)."""
+        """Save and publish now, changed or not (on_stop). Never before a reconstruct: an empty
+        book would overwrite the backup (anchor, P&L) that the next start falls back on."""
+        if not self.reconstructed:
+            return
         self._dirty = True
         self.flush(ctx)
 

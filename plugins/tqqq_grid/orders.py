@@ -11,11 +11,13 @@ from .params import TqqqGridConfig
 from .tags import entry_tag, queue_tag, sell_tag
 
 
-def entry_request(params: TqqqGridConfig, strategy_id: str, quantity: int, limit: Decimal, last: Decimal) -> OrderRequest:
-    """R1: BUY LMT shares(0) at round2(last x (1 + l0_buffer))."""
+def entry_request(params: TqqqGridConfig, strategy_id: str, quantity: int, limit: Decimal, last: Decimal,
+                  placed_ns: int | None = None) -> OrderRequest:
+    """R1: BUY LMT shares(0) at round2(last x (1 + l0_buffer)); its tag carries when it was
+    placed, so R1's timeout survives a restart on a broker that does not report that."""
     return OrderRequest(
         symbol=params.symbol, side=Side.BUY, quantity=quantity, limit=limit, order_type=OrderType.LIMIT,
-        tif="GTC", outside_rth=params.outside_rth, ref=entry_tag(strategy_id, last),
+        tif="GTC", outside_rth=params.outside_rth, ref=entry_tag(strategy_id, last, placed_ns),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bothost.hookspecs import BuildEnv, StrategyContext, hookimpl
-from bothost.model import BrokerSnapshot, ConnectionEvent, Fill, OrderUpdate, Tick
+from bothost.model import BrokerSnapshot, CommissionReport, ConnectionEvent, Fill, OrderUpdate, Tick
 
 from .book import Book
 from .lots import LotMap, load_lot_map
@@ -85,6 +85,10 @@ class TqqqGrid:
     @hookimpl
     def on_fill(self, ctx: StrategyContext, fill: Fill) -> None:
         self._book(ctx).on_fill(ctx, fill)
+
+    @hookimpl
+    def on_commission(self, ctx: StrategyContext, report: CommissionReport) -> None:
+        self._book(ctx).on_commission(ctx, report)
 
     @hookimpl
     def on_order_update(self, ctx: StrategyContext, update: OrderUpdate) -> None:

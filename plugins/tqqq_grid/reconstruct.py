@@ -2,7 +2,15 @@
 
 Pure: a :class:`~bothost.model.BrokerSnapshot` in, a :class:`ReconstructResult` out (the lots,
 the anchor, the orders to keep, cancel and place, critical alerts and human-readable findings).
-The plugin applies it; nothing here talks to a broker.
+The plugin applies it; nothing here talks to a broker. One function per step of the spec,
+called in the order the steps depend on each other (1, 2 tagged, 4, 3, 2 untagged, the live
+BUYs, 5, 6), all writing their findings to one :class:`_Work`.
+
+Identity: orders and executions are matched by their broker's stable id (IB's permId: order
+ids are per client id and repeat across clients), falling back to the order id for a broker
+that has none. Status: an order being cancelled (PENDING_CANCEL) is not live: a BUY of ours in
+that state is waited for (its fills still count) and never cancelled again; a parked
+(INACTIVE) order still is live (it may resume).
 
 Which orders are ours: orders for ``params.symbol`` whose tag is a tag of ``strategy_id``, and
 *untagged* orders for the symbol (the original bot tagged nothing: legacy). Orders with any other
@@ -16,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bothost.model import BrokerSnapshot, Fill, OpenOrder, Side
+from bothost.model import BrokerSnapshot, Fill, OpenOrder, OrderStatus, Side
 
 from .grid import derive_anchor, desired_queue, legacy_purchase, reconcile_queue, sell_price, trigger_chain
 from .lots import LotMap
@@ -24,8 +32,6 @@ from .orders import queue_request, sell_request
 from .params import TqqqGridConfig
 from .records import AlertSpec, LiveBuy, Lot, PlannedOrder, ReconstructResult
 from .tags import ENTRY, QUEUE, Tag, owns, parse_own
-
-
 
 _RESET_COMMON = (
     "Leave the GTC SELL orders at the broker in place: they protect the lots.",
@@ -63,69 +69,83 @@ class _Work:
         self.findings.append(f"CRITICAL: {title}: {details}")
 
 
-def reconstruct(
-    snapshot: BrokerSnapshot,
-    params: TqqqGridConfig,
-    lot_map: LotMap,
-    strategy_id: str,
-    fallback_anchor: Decimal | None = None,
-) -> ReconstructResult:
-    """Reconstruct 1-6. See the module docstring for which orders count as ours."""
-    w = _Work()
-    sym = params.symbol
-    n_levels = len(lot_map)
-    pt = params.profit_target
+@dataclass
+class _Seen:
+    """Reconstruct 1: what the broker reported, sorted into what each later step needs."""
 
-    # ---- Reconstruct 1: classify what the broker reported ------------------------------------
-    tagged_sells: list[tuple[OpenOrder, Tag]] = []
-    legacy_sells: list[OpenOrder] = []
-    entry_buys: list[tuple[OpenOrder, Tag]] = []
-    queue_buys: list[tuple[OpenOrder, Tag]] = []
-    legacy_buys: list[OpenOrder] = []
-    foreign = 0
+    tagged_sells: list[tuple[OpenOrder, Tag]] = field(default_factory=list)
+    legacy_sells: list[OpenOrder] = field(default_factory=list)
+    entry_buys: list[tuple[OpenOrder, Tag]] = field(default_factory=list)
+    queue_buys: list[tuple[OpenOrder, Tag]] = field(default_factory=list)
+    legacy_buys: list[OpenOrder] = field(default_factory=list)
+    #: BUYs of ours the broker is cancelling (PENDING_CANCEL), with their level when known
+    cancelling: list[tuple[OpenOrder, int | None]] = field(default_factory=list)
+    #: order ids and stable ids of every open order, live or being cancelled
+    open_ids: set[str] = field(default_factory=set)
+    our_execs: list[tuple[Fill, Tag]] = field(default_factory=list)
+    position: int = 0
+    foreign: int = 0
+
+
+def _classify(snapshot: BrokerSnapshot, sym: str, strategy_id: str, w: _Work) -> _Seen:
+    """Reconstruct 1: the open orders of every client id, the executions, the position."""
+    seen = _Seen()
     for o in snapshot.open_orders:
         if o.symbol != sym or o.remaining <= 0:
             continue
-        if not o.ref:
-            (legacy_sells if o.side is Side.SELL else legacy_buys).append(o)
+        seen.open_ids.add(o.order_id)
+        seen.open_ids.add(o.stable_id)
+        tag = None
+        if o.ref:
+            if not owns(o.ref, strategy_id):
+                seen.foreign += 1
+                continue
+            tag = parse_own(o.ref, strategy_id)
+            if tag is None or tag.side is not o.side:
+                w.alert(
+                    "unreadable order tag",
+                    f"open {o.side.value} order {o.order_id} ({o.quantity} {sym} @ {_fmt(o.limit)}) has tag {o.ref!r}, "
+                    f"which names this strategy but cannot be read",
+                    f"Check order {o.order_id} in the broker's order list; cancel it by hand if it is not a grid order.",
+                )
+                continue
+        if not o.live:
+            if o.status is OrderStatus.PENDING_CANCEL and o.side is Side.BUY:
+                seen.cancelling.append((o, tag.level if tag is not None else None))
+            elif o.status is OrderStatus.PENDING_CANCEL:
+                w.note(f"note: SELL {o.order_id} ({o.ref or 'untagged'}) is being cancelled at the broker: "
+                       f"not counted as a lot's SELL")
             continue
-        if not owns(o.ref, strategy_id):
-            foreign += 1
-            continue
-        tag = parse_own(o.ref, strategy_id)
-        if tag is None or tag.side is not o.side:
-            w.alert(
-                "unreadable order tag",
-                f"open {o.side.value} order {o.order_id} ({o.quantity} {sym} @ {_fmt(o.limit)}) has tag {o.ref!r}, "
-                f"which names this strategy but cannot be read",
-                f"Check order {o.order_id} in the broker's order list; cancel it by hand if it is not a grid order.",
-            )
-            continue
-        if o.side is Side.SELL:
-            tagged_sells.append((o, tag))
+        if tag is None:
+            (seen.legacy_sells if o.side is Side.SELL else seen.legacy_buys).append(o)
+        elif o.side is Side.SELL:
+            seen.tagged_sells.append((o, tag))
         elif tag.kind == ENTRY:
-            entry_buys.append((o, tag))
+            seen.entry_buys.append((o, tag))
         else:
-            queue_buys.append((o, tag))
-    open_ids = {o.order_id for o in snapshot.open_orders}
-
-    our_execs: list[tuple[Fill, Tag]] = []
+            seen.queue_buys.append((o, tag))
+        if o.status is OrderStatus.INACTIVE:
+            w.note(f"note: {o.side.value} {o.order_id} ({o.ref or 'untagged'}) is Inactive at the broker: kept as it is")
     for e in snapshot.executions:
         if e.symbol != sym:
             continue
         tag = parse_own(e.ref, strategy_id) if e.ref else None
         if tag is not None:
-            our_execs.append((e, tag))
-    position = snapshot.position(sym)
+            seen.our_execs.append((e, tag))
+    seen.position = snapshot.position(sym)
     w.note(
-        f"broker: {len(snapshot.open_orders)} open orders ({len(tagged_sells)} tagged SELLs, {len(legacy_sells)} untagged "
-        f"SELLs, {len(entry_buys) + len(queue_buys)} tagged BUYs, {len(legacy_buys)} untagged BUYs for {sym}; "
-        f"{foreign} with other tags left alone), {len(snapshot.executions)} executions, position {position}"
+        f"broker: {len(snapshot.open_orders)} open orders ({len(seen.tagged_sells)} tagged SELLs, "
+        f"{len(seen.legacy_sells)} untagged SELLs, {len(seen.entry_buys) + len(seen.queue_buys)} tagged BUYs, "
+        f"{len(seen.legacy_buys)} untagged BUYs, {len(seen.cancelling)} BUYs being cancelled for {sym}; "
+        f"{seen.foreign} with other tags left alone), {len(snapshot.executions)} executions, position {seen.position}"
     )
+    return seen
 
-    # ---- Reconstruct 2 (tagged): each open tagged SELL is a lot, exact from its tag -------------
+
+def _tagged_lots(seen: _Seen, params: TqqqGridConfig, n_levels: int, w: _Work) -> list[Lot]:
+    """Reconstruct 2 (tagged): each open tagged SELL is a lot, exact from its tag."""
     lots: list[Lot] = []
-    for o, tag in tagged_sells:
+    for o, tag in seen.tagged_sells:
         if tag.level >= n_levels:
             w.alert(
                 "SELL for a level the lot map does not have",
@@ -138,25 +158,31 @@ def reconstruct(
         lot = Lot(
             level=tag.level, quantity=o.remaining, purchase=tag.price, sell_price=o.limit,
             buy_order_id=tag.buy_order_id, sell_order_id=o.order_id, sell_ref=o.ref, sold=o.filled, origin="sell-tag",
+            sell_inactive=o.status is OrderStatus.INACTIVE,
         )
         lots.append(lot)
-        target = sell_price(tag.price, pt)
+        target = sell_price(tag.price, params.profit_target)
         extra = "" if o.limit == target else f" (its limit differs from today's target {_fmt(target)}; kept as is)"
         part = f", {o.filled} of {o.quantity} already sold (R4b)" if o.filled else ""
         w.note(f"lot L{lot.level}: {lot.quantity} sh bought @ {_fmt(lot.purchase)}, SELL {o.order_id} @ {_fmt(o.limit)}{part}{extra}")
+    return lots
 
-    # ---- Reconstruct 4: BUYs of ours that completed with no SELL for them --------------------
-    covered = {t.buy_order_id for _, t in tagged_sells if t.buy_order_id}
-    covered |= {t.buy_order_id for e, t in our_execs if e.side is Side.SELL and t.buy_order_id}
+
+def _completed_buys(seen: _Seen, params: TqqqGridConfig, n_levels: int, w: _Work) -> tuple[list[Lot], dict, set]:
+    """Reconstruct 4: BUYs of ours that completed with no SELL for them become lots whose SELL
+    will be placed (R2); never a second SELL for a BUY (a SELL's tag names its BUY).
+    Returns the new lots, the last execution of each BUY and the BUYs that have a SELL."""
+    covered = {t.buy_order_id for _, t in seen.tagged_sells if t.buy_order_id}
+    covered |= {t.buy_order_id for e, t in seen.our_execs if e.side is Side.SELL and t.buy_order_id}
     last_buy_exec: dict[str, tuple[Fill, Tag]] = {}
-    for e, tag in our_execs:
+    for e, tag in seen.our_execs:
         if e.side is Side.BUY:
-            prev = last_buy_exec.get(e.order_id)
+            prev = last_buy_exec.get(e.stable_id)
             if prev is None or e.order_filled >= prev[0].order_filled:
-                last_buy_exec[e.order_id] = (e, tag)
+                last_buy_exec[e.stable_id] = (e, tag)
     new_lots: list[Lot] = []
     for buy_id, (e, tag) in last_buy_exec.items():
-        if buy_id in open_ids or buy_id in covered or e.order_filled <= 0:
+        if buy_id in seen.open_ids or e.order_id in seen.open_ids or buy_id in covered or e.order_filled <= 0:
             continue  # still working (R2 waits for completion), or already has its SELL
         if tag.level >= n_levels:
             w.alert("BUY for a level the lot map does not have",
@@ -165,45 +191,52 @@ def reconstruct(
             continue
         lot = Lot(
             level=tag.level, quantity=e.order_filled, purchase=e.order_avg_price,
-            sell_price=sell_price(e.order_avg_price, pt), buy_order_id=buy_id, origin="execution",
+            sell_price=sell_price(e.order_avg_price, params.profit_target), buy_order_id=buy_id, origin="execution",
         )
         new_lots.append(lot)
         w.note(
             f"BUY {buy_id} (L{tag.level}) filled {e.order_filled} @ {_fmt(e.order_avg_price)} and has no SELL: "
             f"lot L{tag.level} made, its SELL @ {_fmt(lot.sell_price)} will be placed (Reconstruct 4, R2)"
         )
-    lots.extend(new_lots)
+    return new_lots, last_buy_exec, covered
 
-    # ---- Reconstruct 3: the anchor -------------------------------------------------------------
+
+def _anchor(seen: _Seen, lots: list[Lot], last_buy_exec: dict, covered: set, params: TqqqGridConfig,
+            lot_map: LotMap, fallback_anchor: Decimal | None, w: _Work) -> tuple[Decimal | None, str]:
+    """Reconstruct 3: from the Level-0 lot, else any tag, else bot_state.json, else derived
+    from the deepest lot's purchase price and level."""
+    pt = params.profit_target
     anchor: Decimal | None = None
     source = "none"
     l0 = [lot for lot in lots if lot.level == 0]
-    legacy_l0 = [o for o in legacy_sells if lot_map.levels_with_quantity(o.quantity) == (0,)]
+    legacy_l0 = [o for o in seen.legacy_sells if lot_map.levels_with_quantity(o.quantity) == (0,)]
     if l0:
-        anchor, source = l0[0].purchase, f"Level-0 lot (purchase of {'SELL ' + str(l0[0].sell_order_id) if l0[0].sell_order_id else 'BUY ' + str(l0[0].buy_order_id)})"
+        first = l0[0]
+        what = f"SELL {first.sell_order_id}" if first.sell_order_id else f"BUY {first.buy_order_id}"
+        anchor, source = first.purchase, f"Level-0 lot (purchase of {what})"
     elif legacy_l0:
         anchor, source = legacy_purchase(legacy_l0[0].limit, pt), f"Level-0 lot (untagged SELL {legacy_l0[0].order_id})"
     else:
         tag_anchors: list[tuple[Decimal, str]] = []
-        for o, t in sorted(tagged_sells, key=lambda p: p[1].level):
+        for o, t in sorted(seen.tagged_sells, key=lambda p: p[1].level):
             if t.anchor is not None:
                 tag_anchors.append((t.anchor, f"tag of SELL {o.order_id}"))
-        for e, t in our_execs:
-            if e.side is Side.BUY and t.kind == QUEUE and e.order_id in last_buy_exec and e.order_id not in covered:
+        for e, t in seen.our_execs:
+            if e.side is Side.BUY and t.kind == QUEUE and e.stable_id in last_buy_exec and e.stable_id not in covered:
                 tag_anchors.append((t.price, f"tag of BUY {e.order_id}"))
-        for o, t in queue_buys:
+        for o, t in seen.queue_buys:
             tag_anchors.append((t.price, f"tag of BUY {o.order_id}"))
         if tag_anchors:
             anchor, source = tag_anchors[0]
             others = sorted({a for a, _ in tag_anchors if a != anchor})
             if others:
                 w.note(f"note: tags name other anchors too ({', '.join(map(_fmt, others))}); using {_fmt(anchor)}")
-        elif fallback_anchor is not None and (lots or legacy_sells):
+        elif fallback_anchor is not None and (lots or seen.legacy_sells):
             anchor, source = fallback_anchor, "bot_state.json"
     # Untagged SELLs need the anchor; without one, derive it from the deepest lot whose level is known.
-    if anchor is None and (lots or legacy_sells):
+    if anchor is None and (lots or seen.legacy_sells):
         known = [(lot.level, lot.purchase) for lot in lots]
-        for o in legacy_sells:
+        for o in seen.legacy_sells:
             levels = lot_map.levels_with_quantity(o.quantity)
             if len(levels) == 1:
                 known.append((levels[0], legacy_purchase(o.limit, pt)))
@@ -219,83 +252,107 @@ def reconstruct(
                 "Write the grid's anchor (the Level-0 fill price) as \"anchor\" in the state folder's bot_state.json, "
                 "then restart.",
             )
-    triggers = trigger_chain(anchor, params.buy_step, n_levels) if anchor is not None else ()
     if anchor is not None:
         w.note(f"anchor {_fmt(anchor)} from {source}")
+    return anchor, source
 
-    # ---- Reconstruct 2 (untagged): level by quantity, nearest trigger, never two on a level --
-    if legacy_sells and triggers:
-        taken = {lot.level for lot in lots}
-        pairs: list[tuple[Decimal, int, int]] = []
-        purchases: list[Decimal] = []
-        for i, o in enumerate(legacy_sells):
-            p = legacy_purchase(o.limit, pt)
-            purchases.append(p)
-            levels = lot_map.levels_with_quantity(o.quantity)
-            if not levels:
-                w.alert(
-                    "untagged SELL with a quantity that is in no level",
-                    f"SELL {o.order_id}: {o.quantity} {sym} @ {_fmt(o.limit)}; the lot map has no level of {o.quantity} shares",
-                    f"Decide by hand which lot SELL {o.order_id} protects; if it is not the bot's, "
-                    f"give it a tag of its own or move it to another account.",
-                )
-                continue
-            pairs.extend((abs(triggers[level] - p), level, i) for level in levels)
-        pairs.sort()
-        assigned: dict[int, int] = {}
-        for _, level, i in pairs:
-            if i in assigned or level in taken:
-                continue
-            assigned[i] = level
-            taken.add(level)
-        for i, o in enumerate(legacy_sells):
-            if not lot_map.levels_with_quantity(o.quantity):
-                continue
-            if i not in assigned:
-                w.alert(
-                    "more untagged SELLs than levels for their quantity",
-                    f"SELL {o.order_id} ({o.quantity} {sym} @ {_fmt(o.limit)}): every level of {o.quantity} shares "
-                    f"({', '.join(map(str, lot_map.levels_with_quantity(o.quantity)))}) already has a lot",
-                    f"Decide by hand which lot SELL {o.order_id} protects.",
-                )
-                continue
-            level = assigned[i]
-            lot = Lot(
-                level=level, quantity=o.remaining, purchase=purchases[i], sell_price=o.limit,
-                sell_order_id=o.order_id, sell_ref=o.ref, sold=o.filled, origin="sell-legacy",
-            )
-            lots.append(lot)
-            w.note(
-                f"lot L{level}: {lot.quantity} sh bought @ {_fmt(lot.purchase)} (from untagged SELL {o.order_id} "
-                f"@ {_fmt(o.limit)}; trigger {_fmt(triggers[level])} is the nearest free one)"
-            )
 
-    # ---- the live BUYs ----------------------------------------------------------------------
-    def live(o: OpenOrder, level: int | None, is_entry: bool = False) -> LiveBuy:
-        return LiveBuy(
-            order_id=o.order_id, level=level, quantity=o.quantity, price=o.limit, filled=o.filled,
-            avg_price=o.avg_fill_price, ref=o.ref, is_entry=is_entry,
-            placed_ns=o.placed_ns or snapshot.time_ns,
+def _legacy_lots(seen: _Seen, lots: list[Lot], triggers: tuple[Decimal, ...], params: TqqqGridConfig,
+                 lot_map: LotMap, sym: str, w: _Work) -> list[Lot]:
+    """Reconstruct 2 (untagged): level by quantity, the free level whose trigger is nearest the
+    purchase price, never two lots on one level."""
+    if not seen.legacy_sells or not triggers:
+        return []
+    taken = {lot.level for lot in lots}
+    pairs: list[tuple[Decimal, int, int]] = []
+    purchases: list[Decimal] = []
+    for i, o in enumerate(seen.legacy_sells):
+        p = legacy_purchase(o.limit, params.profit_target)
+        purchases.append(p)
+        levels = lot_map.levels_with_quantity(o.quantity)
+        if not levels:
+            w.alert(
+                "untagged SELL with a quantity that is in no level",
+                f"SELL {o.order_id}: {o.quantity} {sym} @ {_fmt(o.limit)}; the lot map has no level of {o.quantity} shares",
+                f"Decide by hand which lot SELL {o.order_id} protects; if it is not the bot's, "
+                f"give it a tag of its own or move it to another account.",
+            )
+            continue
+        pairs.extend((abs(triggers[level] - p), level, i) for level in levels)
+    pairs.sort()
+    assigned: dict[int, int] = {}
+    for _, level, i in pairs:
+        if i in assigned or level in taken:
+            continue
+        assigned[i] = level
+        taken.add(level)
+    out: list[Lot] = []
+    for i, o in enumerate(seen.legacy_sells):
+        if not lot_map.levels_with_quantity(o.quantity):
+            continue
+        if i not in assigned:
+            w.alert(
+                "more untagged SELLs than levels for their quantity",
+                f"SELL {o.order_id} ({o.quantity} {sym} @ {_fmt(o.limit)}): every level of {o.quantity} shares "
+                f"({', '.join(map(str, lot_map.levels_with_quantity(o.quantity)))}) already has a lot",
+                f"Decide by hand which lot SELL {o.order_id} protects.",
+            )
+            continue
+        level = assigned[i]
+        lot = Lot(
+            level=level, quantity=o.remaining, purchase=purchases[i], sell_price=o.limit,
+            sell_order_id=o.order_id, sell_ref=o.ref, sold=o.filled, origin="sell-legacy",
+            sell_inactive=o.status is OrderStatus.INACTIVE,
         )
+        out.append(lot)
+        w.note(
+            f"lot L{level}: {lot.quantity} sh bought @ {_fmt(lot.purchase)} (from untagged SELL {o.order_id} "
+            f"@ {_fmt(o.limit)}; trigger {_fmt(triggers[level])} is the nearest free one)"
+        )
+    return out
 
+
+def _live(o: OpenOrder, level: int | None, snapshot_ns: int, is_entry: bool = False, placed_ns: int | None = None) -> LiveBuy:
+    return LiveBuy(
+        order_id=o.order_id, level=level, quantity=o.quantity, price=o.limit, filled=o.filled,
+        avg_price=o.avg_fill_price, ref=o.ref, is_entry=is_entry,
+        placed_ns=o.placed_ns or placed_ns or snapshot_ns, perm_id=o.perm_id,
+        inactive=o.status is OrderStatus.INACTIVE,
+    )
+
+
+def _entry_orders(seen: _Seen, snapshot_ns: int, w: _Work) -> tuple[LiveBuy | None, list[LiveBuy], list[LiveBuy]]:
+    """R1 after a restart: the newest live Level-0 BUY is kept (its timeout runs on from when it
+    was placed: the broker's time, else its tag's); never two (others are cancelled, or kept
+    until they complete if partly filled). Returns (entry, kept, to cancel)."""
     entry: LiveBuy | None = None
-    cancelled: list[LiveBuy] = []
     kept: list[LiveBuy] = []
-    for o, _t in sorted(entry_buys, key=lambda p: (p[0].placed_ns, p[0].order_id), reverse=True):
+    cancelled: list[LiveBuy] = []
+    ordered = sorted(seen.entry_buys, key=lambda p: (p[0].placed_ns or p[1].placed_ns or 0, p[0].order_id), reverse=True)
+    for o, t in ordered:
         if entry is None:
-            entry = live(o, 0, is_entry=True)
+            entry = _live(o, 0, snapshot_ns, is_entry=True, placed_ns=t.placed_ns)
             w.note(f"Level-0 BUY {o.order_id} live ({o.filled}/{o.quantity} filled, placed at {entry.placed_ns}): kept (R1)")
         elif o.filled > 0:
-            kept.append(live(o, 0))
+            kept.append(_live(o, 0, snapshot_ns))
             w.note(f"second Level-0 BUY {o.order_id} is partially filled: kept until it completes (R3)")
         else:
-            cancelled.append(live(o, 0))
+            cancelled.append(_live(o, 0, snapshot_ns))
             w.note(f"second Level-0 BUY {o.order_id}: cancel (R1: never two)")
+    return entry, kept, cancelled
 
-    # ---- Reconstruct 5: position check -----------------------------------------------------
-    partial_filled = sum(o.filled for o, _ in entry_buys + queue_buys) + sum(o.filled for o in legacy_buys)
+
+def _position_check(seen: _Seen, snapshot: BrokerSnapshot, lots: list[Lot], new_lots: list[Lot],
+                    anchor: Decimal | None, source: str, triggers: tuple[Decimal, ...],
+                    params: TqqqGridConfig, n_levels: int, sym: str, w: _Work):
+    """Reconstruct 5: broker position = lots + filled part of incomplete BUYs. More shares ->
+    ``on_orphan_shares``; fewer, or short -> critical. Returns the (maybe new) anchor, its
+    source and triggers: orphans adopted with nothing else held start a new grid."""
+    partial_filled = (sum(o.filled for o, _ in seen.entry_buys + seen.queue_buys)
+                      + sum(o.filled for o in seen.legacy_buys) + sum(o.filled for o, _ in seen.cancelling))
     held = sum(lot.quantity for lot in lots)
     expected = held + partial_filled
+    position = seen.position
     w.note(f"position check (Reconstruct 5): broker {position} vs lots {held} + filled part of open BUYs {partial_filled}")
     if position < 0:
         w.alert("short position", f"the broker reports {position} {sym}: the grid never sells short",
@@ -318,7 +375,7 @@ def reconstruct(
                 f"to make them a lot at the position's average cost, then restart.",
             )
         else:
-            avg = next((p.avg_cost for p in snapshot.positions if p.symbol == sym), None) or Decimal(0)
+            avg = next((p.avg_cost for p in snapshot.positions if p.symbol == sym and p.sec_type == "STK"), None) or Decimal(0)
             level: int | None
             if not lots:  # nothing else held: the orphans start a new grid as its Level-0 lot
                 anchor, source = avg, "adopted orphan shares (new Level-0 lot)"
@@ -331,35 +388,70 @@ def reconstruct(
                         f"{excess} {sym} have no SELL and no free level (or no average cost) to adopt them at",
                         f"Sell the {excess} shares by hand, then restart.")
             else:
-                lot = Lot(level=level, quantity=excess, purchase=avg, sell_price=sell_price(avg, pt), origin="adopted")
+                lot = Lot(level=level, quantity=excess, purchase=avg, sell_price=sell_price(avg, params.profit_target),
+                          origin="adopted")
                 lots.append(lot)
                 new_lots.append(lot)
                 w.note(f"adopted {excess} orphan shares as lot L{level} @ {_fmt(avg)} (on_orphan_shares: adopt); "
                        f"its SELL @ {_fmt(lot.sell_price)} will be placed")
+    return anchor, source, triggers
 
-    # ---- Reconstruct 6: R3 ---------------------------------------------------------------------
+
+def _queue(seen: _Seen, lots: list[Lot], triggers: tuple[Decimal, ...], lot_map: LotMap, params: TqqqGridConfig,
+           snapshot_ns: int, w: _Work):
+    """Reconstruct 6: R3 by difference against the live BUYs. Returns (desired, kept, to
+    cancel, slots to place)."""
     deepest = max((lot.level for lot in lots), default=None)
     desired = desired_queue(deepest, triggers, lot_map, params.queue_depth) if triggers else ()
     slot_by_qp = {(s.quantity, s.price): s.level for s in desired}
-    queue: list[LiveBuy] = []
-    for o, t in queue_buys:
-        queue.append(live(o, t.level))
-    for o in legacy_buys:
+    queue: list[LiveBuy] = [_live(o, t.level, snapshot_ns) for o, t in seen.queue_buys]
+    for o in seen.legacy_buys:
         level = slot_by_qp.get((o.quantity, o.limit))
         if level is None and o.filled > 0 and triggers:
             level = _nearest_free_level(o.limit, lot_map.levels_with_quantity(o.quantity), triggers, set())
-        queue.append(live(o, level))
+        queue.append(_live(o, level, snapshot_ns))
         w.note(f"untagged BUY {o.order_id} ({o.quantity} @ {_fmt(o.limit)}): level {level if level is not None else 'unknown'}")
     cancel_ids, place_slots = reconcile_queue(queue, desired)
     cancel_set = set(cancel_ids)
-    for b in queue:
-        (cancelled if b.order_id in cancel_set else kept).append(b)
+    kept = [b for b in queue if b.order_id not in cancel_set]
+    cancelled = [b for b in queue if b.order_id in cancel_set]
     if desired:
         w.note("desired queue (R3): " + ", ".join(f"L{s.level} {s.quantity}@{_fmt(s.price)}" for s in desired))
     for b in kept:
         w.note(f"keep BUY {b.order_id} L{b.level} {b.quantity}@{_fmt(b.price)}" + (f" ({b.filled} filled)" if b.filled else ""))
     for b in cancelled:
         w.note(f"cancel BUY {b.order_id} L{b.level} {b.quantity}@{_fmt(b.price)}")
+    return desired, kept, cancelled, place_slots
+
+
+def reconstruct(
+    snapshot: BrokerSnapshot,
+    params: TqqqGridConfig,
+    lot_map: LotMap,
+    strategy_id: str,
+    fallback_anchor: Decimal | None = None,
+) -> ReconstructResult:
+    """Reconstruct 1-6. See the module docstring for which orders count as ours."""
+    w = _Work()
+    sym = params.symbol
+    n_levels = len(lot_map)
+    seen = _classify(snapshot, sym, strategy_id, w)  # 1
+    lots = _tagged_lots(seen, params, n_levels, w)  # 2, tagged
+    new_lots, last_buy_exec, covered = _completed_buys(seen, params, n_levels, w)  # 4
+    lots.extend(new_lots)
+    anchor, source = _anchor(seen, lots, last_buy_exec, covered, params, lot_map, fallback_anchor, w)  # 3
+    triggers = trigger_chain(anchor, params.buy_step, n_levels) if anchor is not None else ()
+    lots.extend(_legacy_lots(seen, lots, triggers, params, lot_map, sym, w))  # 2, untagged
+    entry, kept_entries, cancelled = _entry_orders(seen, snapshot.time_ns, w)  # R1
+    cancel_pending = [_live(o, level, snapshot.time_ns) for o, level in seen.cancelling]
+    for b in cancel_pending:
+        w.note(f"BUY {b.order_id} ({b.ref or 'untagged'}) is being cancelled at the broker: waited for, "
+               f"not cancelled again" + (f" ({b.filled} filled so far)" if b.filled else ""))
+    anchor, source, triggers = _position_check(seen, snapshot, lots, new_lots, anchor, source, triggers,
+                                               params, n_levels, sym, w)  # 5
+    desired, kept, to_cancel, place_slots = _queue(seen, lots, triggers, lot_map, params, snapshot.time_ns, w)  # 6
+    kept = kept_entries + kept
+    cancelled = cancelled + to_cancel
 
     to_place: list[PlannedOrder] = []
     for lot in new_lots:
@@ -377,22 +469,24 @@ def reconstruct(
     return ReconstructResult(
         anchor=anchor, anchor_source=source, lots=tuple(lots), entry_order=entry, live_buys=tuple(kept),
         cancelled_buys=tuple(cancelled), to_place=tuple(to_place), alerts=tuple(w.alerts),
-        findings=tuple(w.findings), desired=desired, position=position,
+        findings=tuple(w.findings), desired=desired, position=seen.position, cancel_pending=tuple(cancel_pending),
     )
 
 
 def execution_pnl(
     executions: Iterable[Fill], strategy_id: str, symbol: str, after_ns: int, seen_at_after: Iterable[str] = ()
-) -> tuple[Decimal, Decimal, int, frozenset[str]]:
+) -> tuple[Decimal, Decimal, int, frozenset[str], set[str]]:
     """Gross P&L and fees of our executions newer than ``after_ns`` (those at exactly
     ``after_ns`` count unless their exec id is in ``seen_at_after``).
 
     Used to catch up the book's P&L with fills it did not see (the bot was down or
-    disconnected). Returns ``(gross, fees, last_ns, exec ids at last_ns)``.
+    disconnected). Returns ``(gross, fees, last_ns, exec ids at last_ns, exec ids whose
+    commission the broker has not reported yet)``.
     """
     seen = set(seen_at_after)
     gross = Decimal(0)
     fees = Decimal(0)
+    unpriced: set[str] = set()
     last_ns = after_ns
     at_last = set(seen)
     for e in executions:
@@ -401,10 +495,13 @@ def execution_pnl(
         tag = parse_own(e.ref, strategy_id) if e.ref else None
         if tag is None:
             continue
-        fees += e.commission
+        if e.commission is None:
+            unpriced.add(e.exec_id)
+        else:
+            fees += e.commission
         if e.side is Side.SELL:
             gross += e.quantity * (e.price - tag.price)
         if e.time_ns > last_ns:
             last_ns, at_last = e.time_ns, set()
         at_last.add(e.exec_id)
-    return gross, fees, last_ns, frozenset(at_last)
+    return gross, fees, last_ns, frozenset(at_last), unpriced

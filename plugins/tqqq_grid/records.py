@@ -30,6 +30,8 @@ class Lot:
     #: ``order_filled`` of the SELL as last seen (to drop duplicate executions)
     sold: int = 0
     origin: str = ""  # where it came from, for findings: "buy", "sell-tag", "sell-legacy", "execution", "adopted"
+    #: the SELL is parked at the broker (IB Inactive): still the lot's one SELL, not replaced
+    sell_inactive: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -39,6 +41,7 @@ class Lot:
             "sell_price": format_price(self.sell_price),
             "buy_order_id": self.buy_order_id,
             "sell_order_id": self.sell_order_id,
+            **({"sell_inactive": True} if self.sell_inactive else {}),
         }
 
 
@@ -56,6 +59,12 @@ class LiveBuy:
     is_entry: bool = False  # the Level-0 order (R1)
     placed_ns: int = 0
     cancel_requested: bool = False
+    perm_id: str = ""  # the broker's stable id, once known (from its fills or the snapshot)
+    inactive: bool = False  # parked at the broker (IB Inactive): kept, warned about
+
+    @property
+    def stable_id(self) -> str:
+        return self.perm_id or self.order_id
 
     @property
     def remaining(self) -> int:
@@ -96,6 +105,9 @@ class ReconstructResult:
     findings: tuple[str, ...]
     desired: tuple[QueueSlot, ...] = ()
     position: int = 0
+    #: BUYs of ours whose cancel the broker has not confirmed yet (PENDING_CANCEL): not live, not
+    #: cancelled again, but their fills still count until the broker says CANCELLED
+    cancel_pending: tuple[LiveBuy, ...] = ()
 
     @property
     def ok(self) -> bool:

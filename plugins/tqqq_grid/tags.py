@@ -2,7 +2,11 @@
 
 Format (fields separated by ``:``, no spaces)::
 
-    <strategy>:BUY:L0:M<last>                       Level-0 entry (R1); M = the last price it derives from
+    <strategy>:BUY:L0:M<last>[:T<ms>]               Level-0 entry (R1); M = the last price it derives from,
+                                                    T = when it was placed (host clock, ms since the
+                                                    epoch): a broker that does not report placement
+                                                    times (IB) still lets a restart continue R1's
+                                                    timeout where it was
     <strategy>:BUY:L<n>:A<anchor>                   queue BUY (R3); its price is T(n) of that anchor
     <strategy>:SELL:L<n>:P<purchase>:A<anchor>:B<buy order id>
                                                     a lot's SELL (R2); P = the BUY's average fill price,
@@ -35,6 +39,7 @@ SELL = "P"  # SELL: derives from the purchase price
 
 _PRICE = re.compile(r"\d+(?:\.\d+)?")
 _LEVEL = re.compile(r"L(0|[1-9]\d{0,5})")
+_PLACED = re.compile(r"T(0|[1-9]\d{0,15})")
 
 
 def format_price(value: Decimal) -> str:
@@ -68,7 +73,12 @@ class Tag:
     kind: str  # ENTRY, QUEUE or SELL
     price: Decimal  # last (ENTRY), anchor (QUEUE) or purchase (SELL)
     anchor: Decimal | None = None  # SELL only: the anchor of the grid the lot belongs to
-    buy_order_id: str | None = None  # SELL only: the BUY it protects
+    buy_order_id: str | None = None  # SELL only: the BUY it protects (its broker's stable id)
+    placed_ms: int | None = None  # ENTRY only: when it was placed, ms since the epoch (host clock)
+
+    @property
+    def placed_ns(self) -> int | None:
+        return None if self.placed_ms is None else self.placed_ms * 1_000_000
 
     @property
     def is_entry(self) -> bool:
@@ -84,11 +94,14 @@ def format_tag(tag: Tag) -> str:
         parts.append("A" + format_price(tag.anchor))
     if tag.buy_order_id:  # an empty id is no id
         parts.append("B" + _enc(tag.buy_order_id))
+    if tag.placed_ms is not None:
+        parts.append(f"T{tag.placed_ms}")
     return ":".join(parts)
 
 
-def entry_tag(strategy_id: str, last: Decimal) -> str:
-    return format_tag(Tag(strategy_id, Side.BUY, 0, ENTRY, last))
+def entry_tag(strategy_id: str, last: Decimal, placed_ns: int | None = None) -> str:
+    placed_ms = None if placed_ns is None else placed_ns // 1_000_000
+    return format_tag(Tag(strategy_id, Side.BUY, 0, ENTRY, last, placed_ms=placed_ms))
 
 
 def queue_tag(strategy_id: str, level: int, anchor: Decimal) -> str:
@@ -132,7 +145,10 @@ def parse_tag(ref: str) -> Tag | None:
         return None
     anchor: Decimal | None = None
     buy_id: str | None = None
+    placed_ms: int | None = None
     if side is Side.BUY:
+        if kind == ENTRY and len(extras) == 1 and _PLACED.fullmatch(extras[0]):
+            placed_ms = int(extras.pop()[1:])
         if kind not in (ENTRY, QUEUE) or extras or (kind == ENTRY and level != 0):
             return None
     else:
@@ -147,7 +163,7 @@ def parse_tag(ref: str) -> Tag | None:
             buy_id = unquote(rest.pop(0)[1:])
         if rest:
             return None
-    return Tag(unquote(sid_raw), side, level, kind, price, anchor, buy_id)
+    return Tag(unquote(sid_raw), side, level, kind, price, anchor, buy_id, placed_ms)
 
 
 def parse_own(ref: str, strategy_id: str) -> Tag | None:
