@@ -109,13 +109,44 @@ def test_validate_the_live_config_without_its_env_vars_names_the_missing_variabl
     assert "ALPACA_API_KEY" in text and "not set" in text
 
 
-def test_validate_the_live_config_says_its_broker_plugin_is_not_installed(tmp_path):
+def test_validate_the_live_config_says_its_feed_plugin_is_not_installed(tmp_path):
+    # ib_broker ships; alpaca_feed does not yet, and the error points at its `use:` line.
     r = bothost(tmp_path, "validate", LIVE, env=base_env(**SECRETS))
     text = assert_bad_input(r)
-    assert "tqqq.yaml:8" in text  # the `use: ib_broker` line
-    assert "no broker plugin named 'ib_broker' is installed" in text
-    assert "installed broker plugins: sim_broker" in text
+    assert "tqqq.yaml:15" in text  # the `use: alpaca_feed` line
+    assert "no feed plugin named 'alpaca_feed' is installed" in text
+    assert "installed feed plugins: ib_feed, replay_feed" in text
     assert "AKSECRET123" not in text and "verysecret" not in text
+
+
+def test_the_live_config_validates_with_the_ib_feed(tmp_path):
+    r = bothost(tmp_path, "validate", LIVE, "--set", "feed={use: ib_feed}", env=base_env(**SECRETS))
+    assert r.returncode == 0, output(r)
+    assert "broker ib_broker, feed ib_feed" in r.stdout
+
+
+def test_a_live_port_without_mode_live_is_refused_before_anything_is_sent(tmp_path):
+    """S2: 7496 (TWS live) without `mode: live` is bad input, found before any connection."""
+    import socket
+
+    listener = socket.socket()
+    for port in (7496, 4001):  # TWS live, Gateway live: listen there, as TWS would
+        try:
+            listener.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            continue
+    else:
+        raise AssertionError("neither live port is free on 127.0.0.1 for this test")
+    with listener:
+        listener.listen()
+        listener.settimeout(0.5)
+        r = bothost(tmp_path, "run", LIVE, "--set", "feed={use: ib_feed}", "--set", f"broker.port={port}",
+                    env=base_env(**SECRETS))
+        text = assert_bad_input(r)
+        assert "LIVE account" in text and "mode: live" in text
+        with pytest.raises(socket.timeout):
+            listener.accept()
 
 
 def test_config_show_masks_secrets(tmp_path):

@@ -1,0 +1,78 @@
+"""``ib_feed``: IB's own tick-by-tick trades for one symbol, over the ib_broker's socket.
+
+Sharing the broker's connection is the point: executions and trades then reach the engine in
+the order TWS sent them, which is what lets a lockstep rehearsal equal a backtest. Prices are
+converted exactly (cents, half up); the data time is the one the message carries (the exact ns
+where the simulator adds it), not the time it arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bothost.errors import InputError
+from bothost.hookspecs import BrokerUnavailable, BuildEnv, Emit
+from bothost.model import ConnectionEvent, ConnectionState, Tick
+
+from . import convert, lockstep
+from .broker import IbBroker
+from .config import IbFeedConfig
+
+log = logging.getLogger("bothost.ib_feed")
+
+
+class IbFeed:
+    def __init__(self, config: IbFeedConfig, env: BuildEnv):
+        self.config = config
+        self.symbol = config.symbol
+        self.broker: IbBroker | None = None
+        self._emit: Emit = lambda event: None
+        self._req_ticker = None
+        self._failed: asyncio.Future | None = None
+        self.ticks = 0
+
+    def attach_broker(self, broker) -> None:
+        if not isinstance(broker, IbBroker):
+            raise InputError(f"feed ib_feed streams over the ib_broker's own connection, but the broker is "
+                             f"{getattr(broker, 'name', type(broker).__name__)!r}",
+                             hint="use `broker: {use: ib_broker}` with it, or another feed")
+        self.broker = broker
+
+    async def stream(self, emit: Emit) -> None:
+        self._emit = emit
+        self._failed = asyncio.get_running_loop().create_future()
+        self.broker.subscribe_trades(self.symbol, self._on_trade, self._on_restored, self._on_data_error)
+        self._subscribe()
+        await self._failed  # runs until cancelled, or until IB refuses the data for good
+
+    def _subscribe(self) -> None:
+        ib, lib = self.broker.ib, self.broker.lib
+        ib.reqMarketDataType(self.config.market_data_type)
+        contract = lib.Stock(self.symbol, "SMART", "USD")
+        self._req_ticker = ib.reqTickByTickData(contract, "AllLast", 0, False)
+        log.info("streaming %s trades from IB (market data type %s)", self.symbol, self.config.market_data_type)
+
+    def _on_trade(self, time_s: int, price: float, size: float, special: str) -> None:
+        cents = convert.cents(price)
+        self.ticks += 1
+        # A price that is not positive goes in as 0: the engine counts it as a bad tick (S3).
+        self._emit(Tick(lockstep.tick_time_ns(time_s, special), self.symbol, cents or 0, int(size or 0)))
+
+    def _on_restored(self, data_lost: bool) -> None:
+        if data_lost:
+            log.info("market data subscriptions were lost: subscribing to %s again", self.symbol)
+            self._subscribe()
+
+    def _on_data_error(self, req_id: int, code: int, message: str) -> None:
+        ours = {r for r, t in self.broker.ib.wrapper.reqId2Ticker.items() if t.contract.symbol == self.symbol}
+        if req_id not in ours and req_id != -1:
+            return
+        self._emit(ConnectionEvent(self.broker._now_ns(), "ib_feed", ConnectionState.LOST, f"{code}: {message}"))
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(BrokerUnavailable(
+                f"IB gives no market data for {self.symbol}: {code} {message} (TWS: Account > Market Data "
+                "Subscriptions; or set feed.market_data_type: 3 for delayed data)"))
+
+    def stats(self) -> dict:
+        return {"source": f"IB trades of {self.symbol}", "ticks": self.ticks}
