@@ -197,6 +197,13 @@ async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker
                     await driver.run()
             if driver.interrupted:
                 status = "interrupted"
+            elif not engine.stopping:
+                # A replay that ran to the end saw every tick of the data, whatever the restarts:
+                # take the count from the data, not from progress saved beside the venue's
+                # checkpoint (a kill between the two commits would leave it one checkpoint behind).
+                stats = feed.stats() if hasattr(feed, "stats") else {}
+                if stats.get("complete") and isinstance(stats.get("ticks_total"), int):
+                    engine.counters.ticks = stats["ticks_total"]
         else:
             checkpoint = lambda: _write_status(state_dir, engine, _live_summary(engine, "running"))  # noqa: E731
             with _stop_on_signals(engine.request_stop):
