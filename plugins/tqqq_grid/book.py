@@ -180,6 +180,8 @@ class Book:
         for b in result.cancel_pending:
             b.cancel_requested = True  # already being cancelled: not asked again
             self.buys[b.order_id] = b
+            if b.is_entry and self.entry_id is None:
+                self.entry_id = b.order_id  # R1: no new entry until its Cancelled arrives
         for b in result.cancelled_buys:
             b.cancel_requested = True
             self.buys[b.order_id] = b

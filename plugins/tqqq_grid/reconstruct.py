@@ -78,8 +78,8 @@ class _Seen:
     entry_buys: list[tuple[OpenOrder, Tag]] = field(default_factory=list)
     queue_buys: list[tuple[OpenOrder, Tag]] = field(default_factory=list)
     legacy_buys: list[OpenOrder] = field(default_factory=list)
-    #: BUYs of ours the broker is cancelling (PENDING_CANCEL), with their level when known
-    cancelling: list[tuple[OpenOrder, int | None]] = field(default_factory=list)
+    #: BUYs of ours the broker is cancelling (PENDING_CANCEL), with their tag when tagged
+    cancelling: list[tuple[OpenOrder, Tag | None]] = field(default_factory=list)
     #: order ids and stable ids of every open order, live or being cancelled
     open_ids: set[str] = field(default_factory=set)
     our_execs: list[tuple[Fill, Tag]] = field(default_factory=list)
@@ -111,7 +111,7 @@ def _classify(snapshot: BrokerSnapshot, sym: str, strategy_id: str, w: _Work) ->
                 continue
         if not o.live:
             if o.status is OrderStatus.PENDING_CANCEL and o.side is Side.BUY:
-                seen.cancelling.append((o, tag.level if tag is not None else None))
+                seen.cancelling.append((o, tag))
             elif o.status is OrderStatus.PENDING_CANCEL:
                 w.note(f"note: SELL {o.order_id} ({o.ref or 'untagged'}) is being cancelled at the broker: "
                        f"not counted as a lot's SELL")
@@ -443,7 +443,11 @@ def reconstruct(
     triggers = trigger_chain(anchor, params.buy_step, n_levels) if anchor is not None else ()
     lots.extend(_legacy_lots(seen, lots, triggers, params, lot_map, sym, w))  # 2, untagged
     entry, kept_entries, cancelled = _entry_orders(seen, snapshot.time_ns, w)  # R1
-    cancel_pending = [_live(o, level, snapshot.time_ns) for o, level in seen.cancelling]
+    # A Level-0 BUY being cancelled (R1's timeout) stays the entry: if it fills before the cancel
+    # takes effect, its fill sets the anchor, as it would have in a bot that never stopped.
+    cancel_pending = [_live(o, t.level if t is not None else None, snapshot.time_ns,
+                            is_entry=t is not None and t.kind == ENTRY, placed_ns=t.placed_ns if t else None)
+                      for o, t in seen.cancelling]
     for b in cancel_pending:
         w.note(f"BUY {b.order_id} ({b.ref or 'untagged'}) is being cancelled at the broker: waited for, "
                f"not cancelled again" + (f" ({b.filled} filled so far)" if b.filled else ""))
