@@ -164,7 +164,26 @@ def _first_symbol(data: dict) -> str | None:
     return None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The host's commands, plus commands that plugins ship, imported only when asked for (so
+    `bothost --help` stays instant). Issue: a hook for plugin commands would let a third-party
+    package add its own; today the list names the plugins that ship with bothost."""
+
+    LAZY = {"sim-tws": "bothost_plugins.sim_tws.cli:sim_tws_command"}
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx, name):
+        if name in self.LAZY:
+            import importlib
+
+            module, _, attr = self.LAZY[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bothost")
 def cli() -> None:
     """bothost: run automated trading bots made of plugins (a broker, a feed, strategies).

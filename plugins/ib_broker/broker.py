@@ -132,6 +132,9 @@ class IbBroker:
         self._disconnected.clear()
         self.pace = lockstep.advertised_pace(self.ib.accountValues())
         if self.pace == "lockstep":
+            # The client paces its requests to TWS's 50 a second; a simulator in lockstep waits for
+            # an ack per tick, so that throttle would be the rehearsal's speed. Real TWS keeps it.
+            self.ib.client.MaxRequests = 0
             self.ib.client.send(lockstep.HELLO, lockstep.VERSION)
         for trade in self.ib.trades():
             key = self._key(trade.order.clientId, trade.order.orderId, trade.order.permId)
