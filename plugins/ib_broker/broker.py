@@ -69,6 +69,7 @@ class IbBroker:
         self.clock_ns = 0  # the latest time the broker or the data told (data time in a rehearsal)
         self._emit: Emit = lambda event: None
         self._trades: dict[str, object] = {}  # our order id -> the library's Trade (for cancels)
+        self._contracts: dict[str, object] = {}  # symbol -> qualified contract
         self._exec_ids: collections.OrderedDict = collections.OrderedDict()  # fills already emitted
         self._last_status: dict[str, tuple] = {}
         self._live_execs = 0  # counts live executions: a snapshot taken while one lands is redone
@@ -168,8 +169,25 @@ class IbBroker:
             return time.time_ns()
         return convert.time_ns(when)
 
+    def contract(self, symbol: str):
+        """The stock on SMART in USD: qualified (with its conId) once ``qualify`` has run."""
+        known = self._contracts.get(symbol)
+        return known if known is not None else self.lib.Stock(symbol, "SMART", "USD")
+
+    async def qualify(self, symbol: str) -> None:
+        contract = self.lib.Stock(symbol, "SMART", "USD")
+        try:
+            qualified = await asyncio.wait_for(self.ib.qualifyContractsAsync(contract),
+                                               _seconds(self.config.heartbeat_timeout))
+        except (TimeoutError, asyncio.TimeoutError, ConnectionError):
+            qualified = []
+        if qualified:
+            self._contracts[symbol] = qualified[0]
+        else:
+            log.warning("IB did not confirm the contract of %s (SMART, USD); using it unqualified", symbol)
+
     def place(self, order: OrderRequest) -> str:
-        contract = self.lib.Stock(order.symbol, "SMART", "USD")
+        contract = self.contract(order.symbol)
         ib_order = self.lib.Order(**convert.ib_order_fields(order), account=self.account)
         trade = self.ib.placeOrder(contract, ib_order)
         key = str(trade.order.orderId)
@@ -208,10 +226,14 @@ class IbBroker:
         stock = [t for t in trades if t.contract.secType == "STK"]
         quantities = {self._key(t.order.clientId, t.order.orderId, t.order.permId): int(t.order.totalQuantity)
                       for t in list(stock) + [t for t in ib.trades() if t.contract.secType == "STK"]}
+        # The client keeps one Fill per execution, and the commission report that follows a
+        # replayed execution updates that one, not the copy in the request's result.
+        kept = {f.execution.execId: f for f in ib.fills()}
         executions = []
         for f in fills:
             if f.contract.secType != "STK":
                 continue  # an option on TQQQ is not TQQQ shares
+            f = kept.get(f.execution.execId, f)
             key = self._key(f.execution.clientId, f.execution.orderId, f.execution.permId)
             executions.append(convert.fill(f, own, quantities.get(key), with_commission=True))
         executions.sort(key=lambda e: e.time_ns)
@@ -367,8 +389,11 @@ class IbBroker:
 
     def _on_commission(self, trade, ib_fill, report) -> None:
         event = convert.commission(report, self._now_ns())
-        if event is not None:
-            self._emit(event)
+        if event is None or self._exec_ids.get(event.exec_id) == "commission":
+            return  # reqExecutions replays the reports of executions already reported
+        if event.exec_id in self._exec_ids:
+            self._exec_ids[event.exec_id] = "commission"
+        self._emit(event)
 
     def _on_error(self, req_id: int, code: int, message: str, contract=None) -> None:
         what = codes.describe(code)

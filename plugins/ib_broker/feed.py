@@ -43,14 +43,14 @@ class IbFeed:
         self._emit = emit
         self._failed = asyncio.get_running_loop().create_future()
         self.broker.subscribe_trades(self.symbol, self._on_trade, self._on_restored, self._on_data_error)
+        await self.broker.qualify(self.symbol)  # a conId (ib_async keys market data by contract)
         self._subscribe()
         await self._failed  # runs until cancelled, or until IB refuses the data for good
 
     def _subscribe(self) -> None:
-        ib, lib = self.broker.ib, self.broker.lib
+        ib = self.broker.ib
         ib.reqMarketDataType(self.config.market_data_type)
-        contract = lib.Stock(self.symbol, "SMART", "USD")
-        self._req_ticker = ib.reqTickByTickData(contract, "AllLast", 0, False)
+        self._req_ticker = ib.reqTickByTickData(self.broker.contract(self.symbol), "AllLast", 0, False)
         log.info("streaming %s trades from IB (market data type %s)", self.symbol, self.config.market_data_type)
 
     def _on_trade(self, time_s: int, price: float, size: float, special: str) -> None:
