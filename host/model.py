@@ -227,6 +227,9 @@ class BrokerSnapshot:
     open_orders: tuple[OpenOrder, ...] = ()
     executions: tuple[Fill, ...] = ()
     positions: tuple[Position, ...] = ()
+    #: the client id the snapshot was read by (IB), None for a broker without client ids: the
+    #: fills of another client's orders are reported to that client only
+    client_id: int | None = None
 
     def position(self, symbol: str) -> int:
         """Shares of ``symbol`` held (stock positions only)."""

@@ -522,3 +522,17 @@ def test_untagged_gap_fill_purchase_goes_to_nearest_trigger():
     w = World(params, LM, D("100.00"), [TrueLot(0, D("100.00"), 94, 0, oid(), oid()), gap])
     r = reconstruct(snapshot(w, {0}, "none"), params, LM, SID, None)
     assert r.ok and got_lots(r) == want_lots(w)
+
+
+def test_an_untagged_sell_of_another_client_is_a_lot_with_a_warning():
+    """IB reports an order's fills to the client that placed it only: a legacy SELL of another
+    client id is still a lot, and the findings say how to have its fills reported."""
+    params = TqqqGridConfig()
+    sell = OpenOrder("c7-3", SYM, Side.SELL, 94, 0, D("101.00"), client_id=7, perm_id="9003")
+    snap = BrokerSnapshot(0, open_orders=(sell,), positions=(Position(SYM, 94, D("100")),), client_id=101)
+    r = reconstruct(snap, params, LM, SID, None)
+    assert r.ok and [(lot.level, lot.quantity) for lot in r.lots] == [(0, 94)]
+    assert any("placed by client 7" in f and "client_id 7" in f for f in r.findings), r.findings
+    same = BrokerSnapshot(0, open_orders=(replace(sell, client_id=101),), positions=snap.positions,
+                          client_id=101)
+    assert not any("placed by client" in f for f in reconstruct(same, params, LM, SID, None).findings)

@@ -60,14 +60,16 @@ def load(
     environ: Mapping[str, str] = os.environ,
     patch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RawConfig:
-    """``patch(data)`` may edit the merged data (after ``--set``) before ``${VAR}`` substitution,
-    so that a section it replaces needs none of the replaced section's variables."""
+    """``patch(data)`` may edit the merged data before ``--set`` and ``${VAR}`` substitution:
+    a section it replaces needs none of the replaced section's variables, and ``--set`` then
+    reaches what the command runs (``bothost backtest --set broker.partial_fill_shares=5``
+    sets the simulated venue that replaced the config's broker)."""
     path = Path(path)
     files: list[Path] = []
     data, smap = _load_chain(path, str(path), (), files)
-    apply_overrides(data, smap, overrides)
     if patch is not None:
         patch(data)
+    apply_overrides(data, smap, overrides)
     data = substitute(data, smap, environ)
     return RawConfig(path=path, data=data, sources=smap, files=tuple(files))
 

@@ -243,6 +243,7 @@ class IbBroker:
             open_orders=tuple(convert.open_order(t, own) for t in stock),
             executions=tuple(executions),
             positions=tuple(convert.position(p) for p in positions if not self.account or p.account == self.account),
+            client_id=own,
         )
 
     async def close(self) -> None:

@@ -85,11 +85,12 @@ class _Seen:
     our_execs: list[tuple[Fill, Tag]] = field(default_factory=list)
     position: int = 0
     foreign: int = 0
+    client_id: int | None = None  # the client the snapshot was read by
 
 
 def _classify(snapshot: BrokerSnapshot, sym: str, strategy_id: str, w: _Work) -> _Seen:
     """Reconstruct 1: the open orders of every client id, the executions, the position."""
-    seen = _Seen()
+    seen = _Seen(client_id=snapshot.client_id)
     for o in snapshot.open_orders:
         if o.symbol != sym or o.remaining <= 0:
             continue
@@ -305,6 +306,11 @@ def _legacy_lots(seen: _Seen, lots: list[Lot], triggers: tuple[Decimal, ...], pa
             sell_inactive=o.status is OrderStatus.INACTIVE,
         )
         out.append(lot)
+        if seen.client_id is not None and o.client_id is not None and o.client_id != seen.client_id:
+            w.note(f"warning: untagged SELL {o.order_id} was placed by client {o.client_id}, and this bot is client "
+                   f"{seen.client_id}: the broker reports its fills to client {o.client_id} only, so this lot is "
+                   f"checked at each reconstruct, not as it sells. Run with client_id {o.client_id} (the original "
+                   f"bot's), or make this client the master client (TWS API settings)")
         w.note(
             f"lot L{level}: {lot.quantity} sh bought @ {_fmt(lot.purchase)} (from untagged SELL {o.order_id} "
             f"@ {_fmt(o.limit)}; trigger {_fmt(triggers[level])} is the nearest free one)"
