@@ -89,6 +89,9 @@ class IbBroker:
     async def connect(self) -> None:
         """Connect (with retries), then check the account (S2) before anything can be placed."""
         self.lib = library.load(self.config.client_library)
+        # Every TWS message is logged by this plugin in a trader's words (codes.py); the client
+        # library's own lines ("Error 202" for our own cancel, say) would only alarm.
+        logging.getLogger(self.config.client_library).setLevel(logging.CRITICAL)
         self.ib = self.lib.IB()
         self._hook()
         self._disconnected = asyncio.Event()
