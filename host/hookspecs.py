@@ -155,7 +155,10 @@ def on_connection(ctx: StrategyContext, event: ConnectionEvent) -> None:
 
 @hookspec
 def on_stop(ctx: StrategyContext) -> None:
-    """The host is shutting down cleanly (end of data, SIGINT or SIGTERM). Flush state here.
+    """The host is shutting down (end of data, SIGINT or SIGTERM, ``--stop-when-idle``, or a
+    failure after the start: a broker that gave up, a reconnect's reconstruct that failed).
+    Flush state here. Called once for every :func:`on_start`; never before it (a strategy whose
+    first reconstruct failed holds nothing worth saving over its backup).
 
     Not called after a critical alert: then nothing more is placed and the broker's orders stay.
     """

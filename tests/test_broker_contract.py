@@ -328,3 +328,34 @@ def test_live_guard_fails_closed_for_a_broker_that_does_not_say(tmp_path):
         live_guard(run, SimpleNamespace())
     with pytest.raises(InputError, match="LIVE account"):
         live_guard(run, SimpleNamespace(is_live=lambda: True))
+
+
+def test_a_failure_after_the_start_still_ends_in_on_stop_close_and_status(tmp_path, monkeypatch):
+    """A reconnect's reconstruct that fails (here: the broker gives up mid-run) must not lose the
+    book: on_stop saves it, the broker is closed, status.json says how the run ended."""
+    from bothost.replay import ReplayDriver
+
+    async def gives_up(self):
+        raise BrokerUnavailable("the broker's snapshot failed after 4 attempts (scripted)")
+
+    stops, closed = [], []
+
+    class SeesStop:
+        @hookimpl
+        def on_stop(self, ctx):
+            stops.append(ctx.strategy_id)
+
+    real_close = SimBroker.close
+
+    async def close(self):
+        closed.append(True)
+        await real_close(self)
+
+    monkeypatch.setattr(ReplayDriver, "run", gives_up)
+    monkeypatch.setattr(SimBroker, "close", close)
+    with pytest.raises(BrokerUnavailable):
+        run_in_process(tmp_path, observers=[SeesStop()])
+    assert stops == ["tqqq_grid"] and closed == [True]
+    assert _status(tmp_path / "state")["summary"]["status"] == "failed"
+    state = json.loads((tmp_path / "state" / "bot_state.json").read_text())
+    assert state["strategies"]["tqqq_grid"]["anchor"] is None  # saved (nothing was bought yet)

@@ -24,6 +24,11 @@ def test_a_price_printed_by_the_wire_converts_back_exactly(cents):
     assert convert.cents(as_float) == cents
 
 
+def test_money_keeps_cents_and_every_digit_beyond():
+    assert str(convert.price(1.0)) == "1.00" and str(convert.price(50.5)) == "50.50"
+    assert str(convert.price(0.3745)) == "0.3745" and str(convert.price(97.0333333)) == "97.0333333"
+
+
 def test_unset_and_bad_prices_are_none():
     assert convert.price(convert.UNSET_DOUBLE) is None
     assert convert.price(float("nan")) is None

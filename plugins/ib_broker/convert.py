@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from bothost.model import (
+    CENT,
     CommissionReport,
     Fill,
     OpenOrder,
@@ -54,7 +55,9 @@ def price(value: float | None) -> Decimal | None:
     """A TWS price as an exact Decimal (None for IB's unset value or no value)."""
     if value is None or value != value or value >= UNSET_DOUBLE or value in (float("inf"), float("-inf")):
         return None
-    return Decimal(repr(float(value)))
+    d = Decimal(repr(float(value)))
+    # Money reads as money: at least cents (1.0 -> 1.00), every digit beyond them kept (0.3745).
+    return d.quantize(CENT) if d.as_tuple().exponent > -2 else d
 
 
 def cents(value: float) -> int | None:
