@@ -55,6 +55,25 @@ def make_broker(port: int, lib: str, tmp: Path, mode: str = "paper", **settings)
     return broker, events
 
 
+class connected:
+    """``async with connected(bars, tmp, lib, faults=...) as (sim, broker, events)``: a simulator
+    on 127.0.0.1 and the plugin connected to it, both closed on the way out."""
+
+    def __init__(self, bars: Path, tmp: Path, lib: str = "ib_insync", **sim_options):
+        self.sim = SimTws(bars, tmp / "sim", **sim_options)
+        self.tmp, self.lib = tmp, lib
+
+    async def __aenter__(self):
+        await self.sim.start()
+        self.broker, self.events = make_broker(self.sim.port, self.lib, self.tmp)
+        await self.broker.connect()
+        return self.sim, self.broker, self.events
+
+    async def __aexit__(self, *exc):
+        await self.broker.close()
+        await self.sim.stop()
+
+
 def run(coro, timeout: float = 60):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -98,9 +117,7 @@ def test_snapshot_sees_every_clients_orders_by_perm_id_and_only_stock_positions(
 @pytest.mark.parametrize("lib", LIBS)
 def test_orders_round_trip_with_tag_perm_id_aux_and_cancel(bars, tmp_path, lib):
     async def main():
-        async with SimTws(bars, tmp_path / "sim") as sim:
-            broker, events = make_broker(sim.port, lib, tmp_path)
-            await broker.connect()
+        async with connected(bars, tmp_path, lib) as (sim, broker, events):
             lit = broker.place(OrderRequest("TQQQ", Side.BUY, 88, D("30.00"), OrderType.LIMIT_IF_TOUCHED, D("30.00"),
                                             ref="tqqq_grid:BUY:L1:A30.30"))
             lmt = broker.place(OrderRequest("TQQQ", Side.SELL, 94, D("99.00"), ref="tqqq_grid:SELL:L0:P98.02:A98.02:B1"))
@@ -109,7 +126,6 @@ def test_orders_round_trip_with_tag_perm_id_aux_and_cancel(bars, tmp_path, lib):
             broker.cancel(lit)
             await until(lambda: any(u.status is OrderStatus.CANCELLED for u in of(events, OrderUpdate)))
             after = await broker.snapshot(None)
-            await broker.close()
             return lit, lmt, snap, after, events
 
     lit, lmt, snap, after, events = run(main())
@@ -127,15 +143,12 @@ def test_orders_round_trip_with_tag_perm_id_aux_and_cancel(bars, tmp_path, lib):
 @pytest.mark.parametrize("lib", LIBS)
 def test_a_fill_comes_first_and_its_commission_after_matched_by_exec_id(bars, tmp_path, lib):
     async def main():
-        async with SimTws(bars, tmp_path / "sim") as sim:
-            broker, events = make_broker(sim.port, lib, tmp_path)
-            await broker.connect()
+        async with connected(bars, tmp_path, lib) as (sim, broker, events):
             oid = broker.place(OrderRequest("TQQQ", Side.BUY, 94, D("200.00"), ref="tqqq_grid:BUY:L0:M50.00"))
             await until(lambda: of(events, OrderUpdate))
             await sim.advance(2)  # the venue matches on its own: the order is marketable
             await until(lambda: of(events, CommissionReport))
             snap = await broker.snapshot(None)
-            await broker.close()
             return oid, events, snap, sim
 
     oid, events, snap, _ = run(main())
@@ -153,13 +166,10 @@ def test_a_fill_comes_first_and_its_commission_after_matched_by_exec_id(bars, tm
 @pytest.mark.parametrize("lib", LIBS)
 def test_a_201_reject_is_reported_as_rejected_with_its_reason(bars, tmp_path, lib):
     async def main():
-        async with SimTws(bars, tmp_path / "sim", faults=["reject201@ref=tqqq_grid:BUY:L3"]) as sim:
-            broker, events = make_broker(sim.port, lib, tmp_path)
-            await broker.connect()
+        async with connected(bars, tmp_path, lib, faults=["reject201@ref=tqqq_grid:BUY:L3"]) as (sim, broker, events):
             oid = broker.place(OrderRequest("TQQQ", Side.BUY, 67, D("40.00"), ref="tqqq_grid:BUY:L3:A41.23"))
             await until(lambda: any(u.status.is_final for u in of(events, OrderUpdate)))
             await asyncio.sleep(0.2)  # TWS's own Cancelled follows
-            await broker.close()
             return oid, events
 
     oid, events = run(main())
@@ -172,13 +182,10 @@ def test_a_201_reject_is_reported_as_rejected_with_its_reason(bars, tmp_path, li
 @pytest.mark.parametrize("lib", LIBS)
 def test_an_inactive_order_is_reported_inactive(bars, tmp_path, lib):
     async def main():
-        async with SimTws(bars, tmp_path / "sim", faults=["inactive@ref=tqqq_grid:SELL:L2"]) as sim:
-            broker, events = make_broker(sim.port, lib, tmp_path)
-            await broker.connect()
+        async with connected(bars, tmp_path, lib, faults=["inactive@ref=tqqq_grid:SELL:L2"]) as (sim, broker, events):
             oid = broker.place(OrderRequest("TQQQ", Side.SELL, 76, D("60.00"), ref="tqqq_grid:SELL:L2:P49.00:A50.00:B9"))
             await until(lambda: any(u.status is OrderStatus.INACTIVE for u in of(events, OrderUpdate)))
             snap = await broker.snapshot(None)
-            await broker.close()
             return oid, snap
 
     oid, snap = run(main())
@@ -189,14 +196,11 @@ def test_an_inactive_order_is_reported_inactive(bars, tmp_path, lib):
 @pytest.mark.parametrize("lib", LIBS)
 def test_1100_then_1102_are_lost_then_restored(bars, tmp_path, lib):
     async def main():
-        async with SimTws(bars, tmp_path / "sim") as sim:
-            broker, events = make_broker(sim.port, lib, tmp_path)
-            await broker.connect()
+        async with connected(bars, tmp_path, lib) as (sim, broker, events):
             sim.lose_connectivity()
             await until(lambda: of(events, ConnectionEvent))
             sim.restore_connectivity(data_kept=True)
             await until(lambda: len(of(events, ConnectionEvent)) >= 2)
-            await broker.close()
             return of(events, ConnectionEvent)
 
     lost, restored = run(main())
@@ -207,15 +211,12 @@ def test_1100_then_1102_are_lost_then_restored(bars, tmp_path, lib):
 @pytest.mark.parametrize("lib", LIBS)
 def test_a_dropped_socket_is_lost_then_reconnected_by_the_supervisor(bars, tmp_path, lib):
     async def main():
-        async with SimTws(bars, tmp_path / "sim") as sim:
-            broker, events = make_broker(sim.port, lib, tmp_path)
-            await broker.connect()
+        async with connected(bars, tmp_path, lib) as (sim, broker, events):
             supervisor = asyncio.create_task(broker.supervise())
             sim.drop_connections()
             await until(lambda: len(of(events, ConnectionEvent)) >= 2, timeout=20)
             snap = await broker.snapshot(None)  # the connection works again
             supervisor.cancel()
-            await broker.close()
             return of(events, ConnectionEvent), snap
 
     (lost, restored), snap = run(main())
