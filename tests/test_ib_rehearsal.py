@@ -275,3 +275,65 @@ def test_legacy_untagged_sells_of_the_original_bot_are_recovered(bars, tmp_path)
         assert_steady_and_whole(sim.port, tmp_path, state)
     finally:
         sim.stop()
+
+
+def test_the_bot_killed_at_random_moments_ends_with_the_fills_of_one_never_killed(bars, backtest, tmp_path):
+    """I5 for a rehearsal: SIGKILL at two random moments of the bot's run, each restart
+    reconstructs from the simulator (which waits while the bot is away)."""
+    import random
+    import time
+
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+
+    def kill_later(sim, proc):
+        log = tmp_path / "bot" / "bot_log.txt"
+        starts = log.read_text().count("run starting") if log.exists() else 0
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_text().count("run starting") > starts):
+            assert proc.poll() is None and time.monotonic() < deadline, f"the bot never started (seed {seed})"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.3, 1.5))
+        os.kill(proc.pid, signal.SIGKILL)
+
+    fills, sim = rehearse(tmp_path, bars, kills=[kill_later, kill_later])
+    try:
+        assert fills == backtest, f"fills differ (seed {seed})"
+        assert_steady_and_whole(sim.port, tmp_path, tmp_path / "bot")
+    finally:
+        sim.stop()
+
+
+def test_the_connection_dropped_mid_fill_reconnects_to_the_backtests_fills(bars, backtest, tmp_path):
+    """The socket closes right after TWS sent an execution, before the bot acknowledged it:
+    the bot reconnects by itself, reconstructs (the fill is in reqExecutions) and trades on."""
+    sim = SimTwsThread(data=bars, state_dir=tmp_path / "sim", pace="lockstep").start()
+    dropped = []
+
+    def arm(s):
+        ex = s.exchange
+        real = ex._send_fill
+
+        def send_fill(rec):
+            got = real(rec)
+            if rec.side == "SELL" and len(dropped) < 2:
+                dropped.append(rec.exec_id)
+                asyncio.get_running_loop().call_soon(s.drop_connections)  # right after it went out
+            return got
+
+        ex._send_fill = send_fill
+
+    try:
+        sim.call(arm)
+        state = tmp_path / "bot"
+        state.mkdir()
+        r = run_bot(state, sim.port)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert len(dropped) == 2
+        assert rows(state / "out" / "fills.csv") == backtest
+        summary = json.loads((state / "out" / "summary.json").read_text())
+        assert summary["reconstructs"] == 3  # the start, and one after each reconnect
+        assert_steady_and_whole(sim.port, tmp_path, state)
+    finally:
+        sim.stop()
