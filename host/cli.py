@@ -337,7 +337,11 @@ def status(config: Path, state: Path | None) -> None:
     render_status(_console(), state)
 
 
-@cli.group()
+class _DataCommands(_Commands):
+    LAZY = {"fetch": "bothost_plugins.alpaca_feed.fetch:fetch_command"}
+
+
+@cli.group(cls=_DataCommands)
 def data() -> None:
     """Make and inspect replay data."""
 

@@ -320,6 +320,11 @@ class Engine:
     def _on_connection(self, event: ConnectionEvent) -> None:
         log.warning("%s connection %s %s", event.source, event.state.value, event.message)
         broker = event.origin != "feed"
+        if not broker and event.state is ConnectionState.LOST:
+            # A feed gone quiet or away: the strategies hear it (the grid holds new Level-0
+            # entries) and so does the trader.
+            self.notify(Alert(f"market data: {event.source} {event.state.value}", event.message or "no reason given",
+                              source=event.source, time_ns=self.now_ns, level="warning"))
         if broker and event.state is ConnectionState.LOST and self.broker_up:
             self.broker_up = False  # the gate: nothing is placed through a dead socket
             self._lost_at_ns = self.now_ns
@@ -461,6 +466,14 @@ class Engine:
         if self._state_dirty:
             self.state.flush()
             self._state_dirty = False
+
+    def notify(self, alert: Alert, ctx: HostContext | None = None) -> None:
+        """A warning for the notifiers (log, apprise...); the host runs on."""
+        log.warning("%s", alert.render())
+        try:
+            self.pm.hook.on_alert(ctx=ctx, alert=alert)
+        except Exception:  # a notifier failing must not stop a running bot
+            log.exception("a notifier failed on a warning")
 
     def raise_alert(self, alert: Alert, ctx: HostContext | None) -> None:
         """S1: record the alert and tell every notifier. The caller then raises CriticalStop."""

@@ -30,6 +30,19 @@ def decimal_to_cents(value: Decimal) -> int:
     return int(round2(value) * 100)
 
 
+def float_to_cents(value: float) -> int | None:
+    """A price a client library decoded as a float, in whole cents, half up: exact for the float
+    of a printed price (``97.03`` -> 9703, ``97.035`` -> 9704). None when it is not a positive
+    finite number (a bad tick, S3)."""
+    try:
+        d = Decimal(repr(float(value)))
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    if not d.is_finite() or d <= 0:
+        return None
+    return int((d * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 class Side(str, enum.Enum):
     BUY = "BUY"
     SELL = "SELL"
@@ -260,7 +273,8 @@ class ConnectionEvent:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A critical alert (S1): what was found, and how a human resets the bot."""
+    """An alert: a critical one (S1: what was found, and how a human resets the bot), or a
+    warning the notifiers deliver while the bot runs on."""
 
     title: str
     details: str
@@ -268,9 +282,15 @@ class Alert:
     source: str = ""
     time_ns: int = 0
     extra: dict = field(default_factory=dict, compare=False)
+    #: "critical" stops the host (S1); "warning" only tells the notifiers (a stale feed, say)
+    level: str = "critical"
+
+    @property
+    def critical(self) -> bool:
+        return self.level == "critical"
 
     def render(self) -> str:
-        lines = [f"CRITICAL: {self.title}", self.details]
+        lines = [f"{self.level.upper()}: {self.title}", self.details]
         if self.reset_steps:
             lines.append("Manual reset:")
             lines += [f"  {i}. {step}" for i, step in enumerate(self.reset_steps, 1)]

@@ -109,14 +109,11 @@ def test_validate_the_live_config_without_its_env_vars_names_the_missing_variabl
     assert "ALPACA_API_KEY" in text and "not set" in text
 
 
-def test_validate_the_live_config_says_its_feed_plugin_is_not_installed(tmp_path):
-    # ib_broker ships; alpaca_feed does not yet, and the error points at its `use:` line.
+def test_validate_the_live_config_with_its_secrets(tmp_path):
     r = bothost(tmp_path, "validate", LIVE, env=base_env(**SECRETS))
-    text = assert_bad_input(r)
-    assert "tqqq.yaml:15" in text  # the `use: alpaca_feed` line
-    assert "no feed plugin named 'alpaca_feed' is installed" in text
-    assert "installed feed plugins: ib_feed, replay_feed" in text
-    assert "AKSECRET123" not in text and "verysecret" not in text
+    assert r.returncode == 0, output(r)
+    assert "broker ib_broker, feed alpaca_feed" in r.stdout
+    assert "AKSECRET123" not in output(r) and "verysecret" not in output(r)
 
 
 def test_the_live_config_validates_with_the_ib_feed(tmp_path):

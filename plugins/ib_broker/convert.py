@@ -27,6 +27,7 @@ from bothost.model import (
     OrderUpdate,
     Position,
     Side,
+    float_to_cents,
 )
 
 #: IB's "no value" double (Double.MAX_VALUE), used for unset prices.
@@ -62,10 +63,7 @@ def price(value: float | None) -> Decimal | None:
 
 def cents(value: float) -> int | None:
     """A trade price in whole cents, half up (None when it is not a positive finite number)."""
-    d = price(value)
-    if d is None or d <= 0:
-        return None
-    return int((d * 100).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
+    return float_to_cents(value)
 
 
 def time_ns(value: datetime | int | float | None) -> int:

@@ -76,6 +76,7 @@ class Book:
         self.last_event_ns = 0
         self.halted = False
         self.reconstructed = False
+        self.feed_down = False  # the feed said LOST (stale or away): no new Level-0 entry until RESTORED
         self._entry_cancel_tick_ns: int | None = None  # R1: no new entry on the tick that cancelled one
         self._entry_retry_ns = 0  # after a rejected entry, no new one before this
         self._deferred = False  # a queue slot waits for its tag to be free (I4)
@@ -218,7 +219,8 @@ class Book:
             if self.lots:
                 return  # the common case: nothing to do on a tick
             if (
-                tick.price > 0  # S3 (the engine drops bad ticks already)
+                not self.feed_down
+                and tick.price > 0  # S3 (the engine drops bad ticks already)
                 and tick.symbol == self.symbol
                 and (self._entry_cancel_tick_ns is None or tick.time_ns > self._entry_cancel_tick_ns)
                 and tick.time_ns >= self._entry_retry_ns
@@ -234,6 +236,17 @@ class Book:
                 self.log.info("Level-0 BUY %s unfilled after %ss: cancelling (R1)", entry.order_id, self.timeout_ns / 1e9)
                 ctx.cancel(entry.order_id)
         self._sync_ticks(ctx)
+
+    def on_connection(self, ctx, event) -> None:
+        """A feed that went stale or away holds new Level-0 entries: a first price after a gap
+        in the data is not a price to enter at blind. The broker's LOST is the engine's (it holds
+        everything); RESTORED is followed by a reconstruct."""
+        if event.origin == "feed":
+            down = event.state.value == "lost"
+            if down != self.feed_down:
+                self.feed_down = down
+                self.log.warning("%s: new Level-0 entries %s", event.source, "held" if down else "allowed again")
+                self._sync_ticks(ctx)
 
     def _place_entry(self, ctx, tick: Tick) -> None:
         last = cents_to_decimal(tick.price)

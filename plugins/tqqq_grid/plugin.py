@@ -96,8 +96,10 @@ class TqqqGrid:
 
     @hookimpl
     def on_connection(self, ctx: StrategyContext, event: ConnectionEvent) -> None:
-        # The engine reconstructs after RESTORED (fills missed meanwhile are in the snapshot).
+        # The engine reconstructs after the broker's RESTORED (fills missed meanwhile are in the
+        # snapshot); a feed's LOST holds new Level-0 entries until its RESTORED.
         ctx.log.info("%s %s: %s", event.source, event.state.value, event.message)
+        self._book(ctx).on_connection(ctx, event)
 
     @hookimpl
     def on_stop(self, ctx: StrategyContext) -> None:

@@ -1,0 +1,107 @@
+"""alpaca-py's StockDataStream, run inside the host's event loop, with the hooks the feed needs.
+
+``StockDataStream.run()`` wraps ``asyncio.run`` and cannot share the host's loop, and the stream
+reconnects by itself without a word. So the feed awaits the stream's own loop coroutine on the
+host's loop (no thread, no polling: it waits on the socket), and this subclass tells the feed
+what the stream does not say:
+
+* connected / lost (a reconnect is a LOST then a RESTORED for the host);
+* Alpaca's fatal errors (402 auth failed, 406 connection limit exceeded, 409 insufficient
+  subscription), which alpaca-py would retry for ever or only log: the stream is stopped and
+  the run ends (exit 4) with the reason;
+* frames that are not msgpack (malformed): counted and skipped.
+
+These hooks use alpaca-py's internals (``_run_forever``, ``_auth``, ``_start_ws``, ``_dispatch``,
+``close``), checked against 0.44 by the tests against ``bothost sim-alpaca``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgpack
+from alpaca.data.enums import DataFeed
+from alpaca.data.live.stock import StockDataStream
+
+log = logging.getLogger("bothost.alpaca_feed")
+
+#: Alpaca's stream error codes that no retry can cure.
+FATAL = {
+    401: "not authenticated",
+    402: "authentication failed (check ALPACA_API_KEY / ALPACA_SECRET_KEY)",
+    404: "authentication timed out",
+    406: "connection limit exceeded (another client is connected with these keys)",
+    409: "insufficient subscription (this feed needs a market data plan: try feed: iex)",
+}
+
+
+class FeedStream(StockDataStream):
+    def __init__(self, key: str, secret: str, url: str, feed: str, *, on_connected: Callable[[bool], None],
+                 on_lost: Callable[[str], None], on_fatal: Callable[[int, str], None],
+                 on_malformed: Callable[[], None]):
+        super().__init__(key, secret, raw_data=True, feed=DataFeed.IEX if feed != "sip" else DataFeed.SIP,
+                         url_override=url)
+        self._on_connected = on_connected
+        self._on_lost = on_lost
+        self._on_fatal = on_fatal
+        self._on_malformed = on_malformed
+        self._was_connected = False
+        self._connected_now = False
+        self.fatal: tuple[int, str] | None = None
+
+    async def _start_ws(self) -> None:
+        await super()._start_ws()
+        ws = self._ws
+        recv = ws.recv
+
+        async def checked_recv():
+            while True:
+                frame = await recv()
+                try:
+                    if isinstance(msgpack.unpackb(frame), list):
+                        return frame
+                except Exception:  # anything msgpack cannot read is not a frame of this protocol
+                    pass
+                self._on_malformed()
+
+        ws.recv = checked_recv
+        again = self._was_connected
+        self._was_connected = self._connected_now = True
+        self._on_connected(again)
+
+    async def _auth(self) -> None:
+        await self._ws.send(msgpack.packb({"action": "auth", "key": self._api_key, "secret": self._secret_key}))
+        reply = msgpack.unpackb(await self._ws.recv())
+        first = reply[0] if isinstance(reply, list) and reply else {}
+        if first.get("T") == "error":
+            await self._fail(int(first.get("code") or 0), str(first.get("msg") or "error"))
+            raise ValueError(first.get("msg") or "auth failed")
+        if first.get("T") != "success" or first.get("msg") != "authenticated":
+            raise ValueError("failed to authenticate")
+
+    async def _dispatch(self, msg: dict) -> None:
+        if msg.get("T") == "error":
+            code = int(msg.get("code") or 0)
+            if code in FATAL:
+                await self._fail(code, str(msg.get("msg") or ""))
+                return
+            log.warning("Alpaca stream error %s: %s", code, msg.get("msg"))
+            return
+        await super()._dispatch(msg)
+
+    async def _fail(self, code: int, message: str) -> None:
+        if self.fatal is None:
+            self.fatal = (code, message)
+            self._on_fatal(code, message)
+        await self.stop_ws()
+
+    async def close(self) -> None:
+        if self._connected_now and self._should_run and self.fatal is None:
+            self._on_lost("the Alpaca stream closed (alpaca-py reconnects)")
+        self._connected_now = False
+        await super().close()
+
+    async def run_in_this_loop(self) -> None:
+        """The stream's own loop, on the caller's event loop, until ``stop_ws``."""
+        await self._run_forever()
