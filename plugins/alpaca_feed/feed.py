@@ -129,6 +129,9 @@ class AlpacaFeed:
         if again:
             self.reconnects += 1
             log.warning("Alpaca stream reconnected")
+            if self._lost and not self._stale:
+                self._lost = False
+                self._emit(ConnectionEvent(self._clock_ns(), SOURCE, ConnectionState.RESTORED, "reconnected"))
         else:
             log.info("Alpaca stream connected and authenticated")
 
