@@ -770,3 +770,22 @@ def test_describe_order_ref_for_reports():
     assert describe_order_ref(ref="tqqq_grid:BUY:L0:M101.25")["role"] == "entry"
     assert describe_order_ref(ref="manual order") is None
     assert describe_order_ref(ref="") is None
+
+
+def test_a_stale_feed_holds_new_level0_entries_until_it_is_back(tmp_path, caplog):
+    """The feed said LOST (stale, or away): no new Level-0 entry; the notifiers get a warning
+    and the bot runs on; after the feed's RESTORED the next tick enters."""
+    from bothost.model import ConnectionEvent, ConnectionState
+
+    from support.grid_driver import GridDriver, at
+
+    d = GridDriver(tmp_path).start()
+    with caplog.at_level(logging.WARNING):
+        d.engine.dispatch(ConnectionEvent(at(0), "alpaca_feed", ConnectionState.LOST, "stale: no trades for 30s",
+                                          origin="feed"))
+    d.ticks([5000, 5001], start=1)
+    assert d.placed == [] and d.engine.alert is None and not d.engine.stopping
+    assert "WARNING: market data: alpaca_feed lost" in caplog.text
+    d.engine.dispatch(ConnectionEvent(at(3), "alpaca_feed", ConnectionState.RESTORED, "back", origin="feed"))
+    d.ticks([5002], start=3)
+    assert [p.tag.level for p in d.placed] == [0] and d.placed[0].time_ns == at(3)
