@@ -169,7 +169,9 @@ class _Commands(click.Group):
     `bothost --help` stays instant). Issue: a hook for plugin commands would let a third-party
     package add its own; today the list names the plugins that ship with bothost."""
 
-    LAZY = {"sim-tws": "bothost_plugins.sim_tws.cli:sim_tws_command"}
+    LAZY = {"sim-tws": "bothost_plugins.sim_tws.cli:sim_tws_command",
+            "sim-alpaca": "bothost_plugins.sim_alpaca.cli:sim_alpaca_command",
+            "sim": "bothost_plugins.sim_alpaca.cli:sim_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.LAZY])

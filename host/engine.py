@@ -145,6 +145,7 @@ class Engine:
         self.broker_up = True
         self._lost_at_ns: int | None = None
         self.journal = journal
+        self.journal_failed = False
         self.snapshot_timeout_s = snapshot_timeout_s
         self.snapshot_retries = snapshot_retries
         self.finished: _Bounded = _Bounded()  # order id -> (owner ctx, final status) of ended orders
@@ -282,14 +283,23 @@ class Engine:
             return
         if fill.commission is None:
             self.exec_owner.remember(fill.exec_id, ctx)
-        if self.journal is not None:
-            self.journal.add(fill)
         self.call(ctx, "on_fill", fill=fill)
+        self._journal("add", fill)  # after the strategy booked it: a journal failure costs only the file
         self.state_changed()
 
+    def _journal(self, method: str, *args) -> None:
+        if self.journal is None:
+            return
+        try:
+            getattr(self.journal, method)(*args)
+        except Exception as exc:  # the broker keeps the executions; the bot trades on
+            log.error("the execution journal failed (%s: %s): fills.csv of this run will be incomplete; "
+                      "the broker still has every execution", type(exc).__name__, exc)
+            self.journal_failed = True
+            self.journal = None
+
     def _on_commission(self, report: CommissionReport) -> None:
-        if self.journal is not None:
-            self.journal.set_commission(report.exec_id, report.commission)
+        self._journal("set_commission", report.exec_id, report.commission)
         ctx = self.exec_owner.pop(report.exec_id, None)
         if ctx is None:
             log.debug("commission of an execution no strategy waits for: %s", report)
@@ -360,7 +370,7 @@ class Engine:
             # The gate (broker down): a tick must not make a strategy place through a dead socket.
             held = self.counters.held_ticks = self.counters.held_ticks + 1
             if held == 1 or held % 1000 == 0:
-                log.warning("broker down: %d ticks held back from the strategies so far", held)
+                log.warning("broker down: %d ticks not handed to the strategies so far", held)
             return
         reason = self.valid_tick(tick)
         if reason:
@@ -423,6 +433,8 @@ class Engine:
                                 f"after {attempts} attempts ({problem})")
 
     async def reconstruct(self, since_ns: int | None = None) -> None:
+        if self.counters.reconstructs == 0:
+            self._startup_since_ns = since_ns
         snapshot = await self.snapshot(since_ns)
         self.counters.reconstructs += 1
         self.now_ns = max(self.now_ns, snapshot.time_ns)
@@ -433,7 +445,7 @@ class Engine:
             # fills.csv spans every restart. Only the strategies' own (tagged, or orders they own).
             for e in snapshot.executions:
                 if e.order_id in self.owner or any(e.ref.startswith(c.tag_prefix) for c in self.contexts):
-                    self.journal.add(e)
+                    self._journal("add", e)
         self.broker_up = True  # the strategies may act again: their reconstruct runs now
         for ctx in self.contexts:
             self.call(ctx, "reconstruct", snapshot=snapshot)
@@ -442,8 +454,13 @@ class Engine:
         self.state_changed()
 
     def reconnect_since_ns(self) -> int | None:
-        """Executions a reconnect's reconstruct asks for: from a margin before the loss."""
-        return None if self._lost_at_ns is None else max(0, self._lost_at_ns - RECONNECT_MARGIN_NS)
+        """Executions a reconnect's reconstruct asks for: the start-up's window, so that a fill
+        from before the loss whose consequence never reached the broker (an order still in the
+        client's send queue when the socket died) is found too; None: all the broker keeps."""
+        since = getattr(self, "_startup_since_ns", None)
+        if since is None or self._lost_at_ns is None:
+            return since
+        return min(since, max(0, self._lost_at_ns - RECONNECT_MARGIN_NS))
 
     def start(self) -> None:
         self.started = True
@@ -564,6 +581,8 @@ class Engine:
                         if name == "feed":
                             return
                         raise BrokerUnavailable("the broker's connection supervisor ended")
+                if not self.broker_up:
+                    last_tick = time.monotonic()  # an outage is not the end of the data
                 if stop_when_idle_s is not None and time.monotonic() - last_tick >= stop_when_idle_s:
                     log.info("no market data for %gs: stopping (--stop-when-idle)", stop_when_idle_s)
                     self.idle_stopped = True
@@ -571,4 +590,8 @@ class Engine:
         finally:
             for task in tasks.values():
                 task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            # Bounded: a plugin task that ignores its cancel must not keep the run from ending.
+            done, stuck = await asyncio.wait(tasks.values(), timeout=5)
+            for task in stuck:
+                log.error("the %s task did not stop within 5 s of being cancelled",
+                          next(n for n, t in tasks.items() if t is task))

@@ -41,6 +41,9 @@ class ExecutionJournal:
             self.db = sqlite3.connect(path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
+            problem = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"the execution journal is unreadable: {exc}", path,
                              hint=f"move it aside (mv {path} {path}.bad); the broker still has its "

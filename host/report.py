@@ -81,6 +81,7 @@ class PriceSampler:
         self.times, self.prices = [t], [p]
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, t=t, p=p)
+        os.chmod(tmp, 0o600)  # a state file, private like the rest
         os.replace(tmp, path)
 
     def load(self, path: Path, upto_ns: int | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 import logging
 import signal
 import time
@@ -25,7 +26,7 @@ from .errors import InputError
 from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, MatchingVenue, ReplayFeed
 from .journal import ExecutionJournal
 from .replay import ReplayDriver
-from .state import StateStore, atomic_write_json, ensure_state_dir
+from .state import StateStore, atomic_write_json, ensure_state_dir, lock_state_dir
 
 log = logging.getLogger("bothost.run")
 
@@ -96,6 +97,14 @@ def check_pairing(run, broker, feed) -> None:
 async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     started = time.perf_counter()
     state_dir = ensure_state_dir(opts.state_dir)
+    lock = lock_state_dir(state_dir)  # one run per state folder: two would book every fill twice
+    try:
+        return await _execute_locked(run, pm, opts, console, started, state_dir)
+    finally:
+        lock.close()
+
+
+async def _execute_locked(run, pm, opts: RunOptions, console: Console, started: float, state_dir: Path) -> RunResult:
     env = BuildEnv(config_path=Path(run.path), state_dir=state_dir, mode=run.mode, log=log)
     live_guard(run, run.broker.settings)
     broker = build(run.broker, env)
@@ -136,28 +145,44 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
     log.info("run starting: config %s, state %s, broker %s, feed %s, strategies %s",
              run.path, state_dir, run.broker.use, run.feed.use, [s.id for s in run.strategies])
     sampler = report.PriceSampler()
+    live_samples = None
     if not replay:
+        # A live run's price picture and counters carry across restarts, as a replay's do.
+        _restore_progress(state, engine, sampler, state_dir, None)
         live_samples = report.LiveSampler(sampler)
         engine.on_live_sample = live_samples.add
     phases: dict[str, float] = {"prepare": time.perf_counter() - started}
     try:
-        try:
-            status = await _drive(run, opts, console, engine, broker, feed, state, state_dir, strategies,
-                                  sampler, phases, replay)
-        except BaseException as exc:
-            # Whatever went wrong (a broker that never answered, a reconstruct that failed, an
-            # internal error, Ctrl-C while starting): the strategies save what they hold, the
-            # broker is closed and status.json says how the run ended. Nothing more is placed.
-            engine.stopping = True
-            _stop_after_failure(engine)
-            _write_status(state_dir, engine, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-            await _close(broker)
-            if journal is not None:
-                journal.close()
-            raise
-    finally:
-        if not replay:
+        status = await _drive(run, opts, console, engine, broker, feed, state, state_dir, strategies,
+                              sampler, phases, replay, live_samples)
+    except BaseException as exc:
+        # Whatever went wrong (a broker that never answered or gave up, a reconstruct that
+        # failed, an internal error, Ctrl-C while starting): the strategies save what they hold,
+        # a run that traded still writes its outputs, the broker is closed and status.json
+        # says how the run ended. Nothing more is placed.
+        engine.stopping = True
+        _stop_after_failure(engine)
+        interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
+        summary: dict = {"status": "interrupted" if interrupted else "failed",
+                         "error": None if interrupted else f"{type(exc).__name__}: {exc}"}
+        if live_samples is not None:
             live_samples.flush()
+        if engine.started:
+            try:
+                summary = {**await _outputs(run, pm, engine, broker, feed, sampler, opts, started,
+                                            summary["status"], phases, worker), "error": summary["error"]}
+            except Exception:
+                log.exception("writing the outputs after a failure failed too")
+        try:
+            _write_status(state_dir, engine, summary)
+        except Exception:
+            log.exception("writing status.json after a failure failed too")
+        await _close(broker)
+        if journal is not None:
+            journal.close()
+        raise
+    if live_samples is not None:
+        live_samples.flush()
     if status == "critical" and engine.venue is not None:
         engine.venue.checkpoint()
     summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases, worker)
@@ -171,7 +196,7 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
 
 
 async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker, feed, state: StateStore,
-                 state_dir: Path, strategies, sampler, phases: dict, replay: bool) -> str:
+                 state_dir: Path, strategies, sampler, phases: dict, replay: bool, live_samples=None) -> str:
     """Connect, reconstruct, run until the data ends or a stop; returns the run's status."""
     status = "done"
     driver = None
@@ -179,7 +204,7 @@ async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker
         mark = time.perf_counter()
         await broker.connect()
         if replay and engine.venue.clock_ns is not None:  # a resumed replay: carry the first part on
-            _restore_progress(state, engine, sampler, state_dir)
+            _restore_progress(state, engine, sampler, state_dir, engine.venue.clock_ns)
             phases["resumed_after_ns"] = engine.venue.clock_ns
         await engine.reconstruct(_executions_since(state, strategies))
         engine.start()
@@ -205,7 +230,12 @@ async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker
                 if stats.get("complete") and isinstance(stats.get("ticks_total"), int):
                     engine.counters.ticks = stats["ticks_total"]
         else:
-            checkpoint = lambda: _write_status(state_dir, engine, _live_summary(engine, "running"))  # noqa: E731
+            def checkpoint() -> None:
+                live_samples.flush()
+                _save_progress(state, engine, sampler, state_dir)
+                engine.flush_state()
+                _write_status(state_dir, engine, _live_summary(engine, "running"))
+
             with _stop_on_signals(engine.request_stop):
                 await engine.run_live(feed, run.engine.checkpoint_every.total_seconds(),
                                       stop_when_idle_s=opts.stop_when_idle_s, on_checkpoint=checkpoint)
@@ -249,12 +279,14 @@ def _save_progress(state: StateStore, engine: Engine, sampler, state_dir: Path) 
     sampler.save(state_dir / "price_samples.npz")
 
 
-def _restore_progress(state: StateStore, engine: Engine, sampler, state_dir: Path) -> None:
+def _restore_progress(state: StateStore, engine: Engine, sampler, state_dir: Path, upto_ns: int | None) -> None:
+    """``upto_ns``: the resumed venue's clock (later samples are from a part it lost), or None
+    (live: everything kept belongs to the run)."""
     saved = state.get(PROGRESS_SECTION) or {}
     for key in PROGRESS_COUNTERS:
         if isinstance(saved.get(key), int):
             setattr(engine.counters, key, saved[key])
-    sampler.load(state_dir / "price_samples.npz", engine.venue.clock_ns)
+    sampler.load(state_dir / "price_samples.npz", upto_ns if upto_ns is not None else (1 << 63) - 1)
 
 
 def _executions_since(state: StateStore, strategies) -> int | None:
@@ -314,8 +346,16 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
             "open_lots": open_lots,
             "open_position": stats.positions[-1] if stats.positions else 0,
             "peak_capital_committed": str(report.money(stats.peak_capital)),
-            "max_drawdown": round(report.max_drawdown(equity), 2),
+            "max_drawdown": str(report.money(Decimal(repr(round(report.max_drawdown(equity), 2))))),
         })
+        if engine.journal_failed:
+            summary["journal_failed"] = True
+        if engine.journal is not None or engine.journal_failed:
+            # Live: the journal holds this state folder's executions, which need not start from
+            # an empty account; the position is the one the strategies hold now.
+            held = [ctx.recorded().get("book", {}).get("shares") for ctx in engine.contexts]
+            if all(isinstance(h, int) for h in held):
+                summary["open_position"] = sum(held)
         mark = time.perf_counter()
         if len(t):
             _finish_plot(worker, opts, out, plotting, t, p, equity, capital, stats)

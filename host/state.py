@@ -24,6 +24,39 @@ def ensure_state_dir(path: Path) -> Path:
     return path
 
 
+class StateLock:
+    """An exclusive lock on a state folder for the life of a run (released when closed or when
+    the process dies, however)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def lock_state_dir(path: Path) -> StateLock:
+    """Take the state folder for this run, or refuse (bad input: exit 2) naming the run using it."""
+    import fcntl
+
+    lock_path = path / ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        finally:
+            os.close(fd)
+        raise InputError(f"the state folder {path} is in use by another bothost run (pid {holder})", path,
+                         hint="stop that run first, or give this one its own folder with --state DIR") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return StateLock(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)

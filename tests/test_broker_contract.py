@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +27,7 @@ from bothost.model import (
     CommissionReport,
     ConnectionEvent,
     ConnectionState,
+    Fill,
     OpenOrder,
     OrderRequest,
     OrderStatus,
@@ -356,6 +358,103 @@ def test_a_failure_after_the_start_still_ends_in_on_stop_close_and_status(tmp_pa
     with pytest.raises(BrokerUnavailable):
         run_in_process(tmp_path, observers=[SeesStop()])
     assert stops == ["tqqq_grid"] and closed == [True]
-    assert _status(tmp_path / "state")["summary"]["status"] == "failed"
+    summary = _status(tmp_path / "state")["summary"]
+    assert summary["status"] == "failed" and "after 4 attempts" in summary["error"]
+    # it had started, so its outputs are written too (a live run that traded keeps its fills.csv)
+    assert (tmp_path / "out" / "fills.csv").exists() and (tmp_path / "out" / "summary.json").exists()
     state = json.loads((tmp_path / "state" / "bot_state.json").read_text())
     assert state["strategies"]["tqqq_grid"]["anchor"] is None  # saved (nothing was bought yet)
+
+
+def test_idle_time_during_a_broker_outage_does_not_end_the_run(tmp_path):
+    """--stop-when-idle means the data ended, not that the broker is away: while it is down the
+    run waits (the broker's own supervisor gives up, exit 4, if it never comes back)."""
+
+    class Outage:
+        def __init__(self, engine):
+            self.engine = engine
+
+        async def stream(self, emit):
+            emit(Tick(1_000, "XYZ", 10_000))
+            await asyncio.sleep(0.05)
+            self.engine.emit_broker(ConnectionEvent(0, "broker", LOST, "socket closed"))
+            await asyncio.sleep(1.0)  # longer than the idle limit, with the broker down
+            self.engine.emit_broker(ConnectionEvent(0, "broker", RESTORED, "back"))
+            await asyncio.sleep(0.05)
+            emit(Tick(2_000, "XYZ", 10_000))
+            await asyncio.sleep(3600)
+
+    rec = Recorder(place_on_tick=False)
+    engine = _engine(tmp_path, rec)
+
+    async def main():
+        await engine.reconstruct()
+        engine.start()
+        await engine.run_live(Outage(engine), stop_when_idle_s=0.4)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert engine.idle_stopped and ("tick", 2_000) in rec.seen  # it waited out the outage
+
+
+def test_a_reconnect_reads_executions_from_the_start_ups_window(tmp_path):
+    """An order still in the client's send queue when the socket died never reached the broker:
+    the fill it answered may be long before the loss, so a reconnect reads as far back as the
+    start-up did (not a few minutes of data time, which a fast rehearsal crosses in ms)."""
+    engine = _engine(tmp_path, Recorder(place_on_tick=False))
+    asyncio.run(engine.reconstruct(since_ns=5_000))
+    engine.now_ns = 10**15
+    engine.dispatch(ConnectionEvent(0, "broker", LOST, "x", origin="broker"))
+    assert engine.reconnect_since_ns() == 5_000
+    (tmp_path / "b").mkdir()
+    engine2 = _engine(tmp_path / "b", Recorder(place_on_tick=False))
+    asyncio.run(engine2.reconstruct(None))
+    engine2.dispatch(ConnectionEvent(0, "broker", LOST, "x", origin="broker"))
+    assert engine2.reconnect_since_ns() is None  # everything the broker keeps
+
+
+def test_a_second_run_on_the_same_state_folder_is_refused(tmp_path):
+    from bothost.state import lock_state_dir
+    from conftest import PAPER, bothost
+
+    state = tmp_path / "state"
+    state.mkdir()
+    lock = lock_state_dir(state)
+    try:
+        r = bothost("run", str(PAPER), "--state", str(state), "--no-progress", cwd=tmp_path)
+    finally:
+        lock.close()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"is in use by another bothost run (pid {os.getpid()})" in r.stderr and "--state" in r.stderr
+    assert not (state / "venue.sqlite").exists()  # nothing was touched
+    again = bothost("run", str(PAPER), "--state", str(state), "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # the lock went with its holder
+
+
+def test_a_damaged_execution_journal_is_bad_input_with_the_way_out(tmp_path):
+    from bothost.journal import ExecutionJournal
+
+    path = tmp_path / "executions.sqlite"
+    j = ExecutionJournal(path)
+    for i in range(400):
+        j.add(Fill(f"e{i}", str(i), i, "TQQQ", Side.BUY, 1, D("1.00"), D("1.00"), "r", 1, 1, D("1.00")))
+    j.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    j.close()
+    data = bytearray(path.read_bytes())
+    for page in range(2, len(data) // 4096):
+        data[page * 4096 + 100: page * 4096 + 164] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="execution journal is unreadable") as err:
+        ExecutionJournal(path)
+    assert "mv " in str(err.value)
+
+
+def test_ib_refuses_to_trade_through_a_closed_socket_as_broker_down(tmp_path):
+    from bothost_plugins.ib_broker.broker import IbBroker
+    from bothost_plugins.ib_broker.config import IbBrokerConfig
+
+    broker = IbBroker(IbBrokerConfig(), BuildEnv(tmp_path / "c.yaml", tmp_path, "paper", logging.getLogger("t")))
+    broker.ib = SimpleNamespace(isConnected=lambda: False)
+    with pytest.raises(BrokerDown, match="socket is closed"):
+        broker.place(OrderRequest("TQQQ", Side.BUY, 1, D("1.00"), ref="x"))
+    with pytest.raises(BrokerDown):
+        broker.cancel("7")

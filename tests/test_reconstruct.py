@@ -536,3 +536,20 @@ def test_an_untagged_sell_of_another_client_is_a_lot_with_a_warning():
     same = BrokerSnapshot(0, open_orders=(replace(sell, client_id=101),), positions=snap.positions,
                           client_id=101)
     assert not any("placed by client" in f for f in reconstruct(same, params, LM, SID, None).findings)
+
+
+def test_a_sell_being_cancelled_still_covers_its_lot_and_gets_no_second_sell():
+    """A PendingCancel SELL may still fill: its lot stays, with no second SELL for its BUY."""
+    from bothost.model import OrderStatus
+
+    params = TqqqGridConfig()
+    ref = sell_tag(SID, 1, D("99.00"), D("100.00"), "P5")
+    sell = OpenOrder("9", SYM, Side.SELL, 88, 0, D("99.99"), ref=ref, status=OrderStatus.PENDING_CANCEL, perm_id="P9")
+    buy = Fill("x1", "5", 100, SYM, Side.BUY, 88, D("99.00"), D("1.00"), queue_tag(SID, 1, D("100.00")), 88, 88,
+               D("99.00"), perm_id="P5")
+    snap = BrokerSnapshot(200, open_orders=(sell,), executions=(buy,), positions=(Position(SYM, 88, D("99")),))
+    r = reconstruct(snap, params, LM, SID, D("100.00"))
+    assert r.ok, r.findings
+    assert [(lot.level, lot.sell_order_id) for lot in r.lots] == [(1, "9")]
+    assert not any(p.lot is not None for p in r.to_place)  # no second SELL
+    assert any("being cancelled" in f for f in r.findings)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from bothost.errors import InputError
-from bothost.hookspecs import BrokerUnavailable, BuildEnv, Emit
+from bothost.hookspecs import BrokerDown, BrokerUnavailable, BuildEnv, Emit
 from bothost.model import (
     BrokerSnapshot,
     ConnectionEvent,
@@ -128,8 +128,21 @@ class IbBroker:
 
     async def _connect_once(self) -> None:
         self._client_id_in_use = False
-        await self.ib.connectAsync(self.config.host, self.config.port, clientId=self.config.client_id,
-                                   timeout=_seconds(self.config.connect_timeout), account=self.config.account)
+        self._id_refused = asyncio.Event()
+        connecting = asyncio.ensure_future(self.ib.connectAsync(
+            self.config.host, self.config.port, clientId=self.config.client_id,
+            timeout=_seconds(self.config.connect_timeout), account=self.config.account))
+        refused = asyncio.ensure_future(self._id_refused.wait())
+        try:
+            # TWS answers a client id in use with 326 at once: no need to wait out the timeout
+            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refused.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            raise ConnectionError("client id in use")
+        connecting.result()
         if self._client_id_in_use or not self.ib.isConnected():
             raise ConnectionError("TWS closed the connection")
         self._socket_up = True
@@ -149,16 +162,19 @@ class IbBroker:
         `mode: live`. Checked before the first order; the connection is closed if refused."""
         accounts = [a for a in self.ib.managedAccounts() if a]
         if self.account and self.account not in accounts:
+            self._closing = True
             self.ib.disconnect()
             raise InputError(f"TWS manages accounts {', '.join(accounts) or '(none)'}, not {self.account!r}",
                              hint="fix broker.account, or leave it empty to trade the only account")
         if not self.account:
             if len(accounts) != 1:
+                self._closing = True
                 self.ib.disconnect()
                 raise InputError(f"TWS manages {len(accounts)} accounts ({', '.join(accounts)}): say which to trade",
                                  hint="set broker.account to one of them")
             self.account = accounts[0]
         if not convert.is_paper_account(self.account) and self.mode != "live":
+            self._closing = True
             self.ib.disconnect()
             raise InputError(
                 f"account {self.account} is a LIVE account (paper accounts start with DU), but the config "
@@ -189,22 +205,36 @@ class IbBroker:
         else:
             log.warning("IB did not confirm the contract of %s (SMART, USD); using it unqualified", symbol)
 
+    def _require_socket(self, what: str) -> None:
+        # The engine closes its gate when it handles the LOST; an event queued before it may
+        # still try to trade: that is the broker being down, not an internal error.
+        if not self._socket_up or not self.ib.isConnected():
+            raise BrokerDown(f"{what}: the TWS socket is closed")
+
     def place(self, order: OrderRequest) -> str:
+        self._require_socket(f"not placed: {order.side.value} {order.quantity} {order.symbol} ({order.ref})")
         contract = self.contract(order.symbol)
         ib_order = self.lib.Order(**convert.ib_order_fields(order), account=self.account)
-        trade = self.ib.placeOrder(contract, ib_order)
+        try:
+            trade = self.ib.placeOrder(contract, ib_order)
+        except ConnectionError as exc:
+            raise BrokerDown(f"not placed: {order.ref}: {exc}") from exc
         key = str(trade.order.orderId)
         self._trades[key] = trade
         return key
 
     def cancel(self, order_id: str) -> None:
+        self._require_socket(f"cancel of order {order_id} not sent")
         trade = self._trades.get(order_id)
-        if trade is not None:
-            self.ib.cancelOrder(trade.order)
-        elif order_id.isdigit():
-            self.ib.cancelOrder(self.lib.Order(orderId=int(order_id), clientId=self.config.client_id))
-        else:
-            log.warning("order %s belongs to another client: IB lets only its own client cancel it", order_id)
+        try:
+            if trade is not None:
+                self.ib.cancelOrder(trade.order)
+            elif order_id.isdigit():
+                self.ib.cancelOrder(self.lib.Order(orderId=int(order_id), clientId=self.config.client_id))
+            else:
+                log.warning("order %s belongs to another client: IB lets only its own client cancel it", order_id)
+        except ConnectionError as exc:
+            raise BrokerDown(f"cancel of order {order_id} not sent: {exc}") from exc
 
     async def snapshot(self, executions_since_ns: int | None) -> BrokerSnapshot:
         """Open orders of every client, positions and executions, from three requests. An
@@ -262,9 +292,14 @@ class IbBroker:
         missed = 0
         while True:
             if self._socket_up:
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the cancel that
+                # ends the run when it arrives as the wait finishes, and the run would never end.
+                waiter = asyncio.ensure_future(self._disconnected.wait())
                 try:
-                    await asyncio.wait_for(self._disconnected.wait(), beat)
-                except (TimeoutError, asyncio.TimeoutError):
+                    done, _ = await asyncio.wait({waiter}, timeout=beat)
+                finally:
+                    waiter.cancel()
+                if not done:
                     if await self._heartbeat():
                         missed = 0
                     else:
@@ -410,6 +445,9 @@ class IbBroker:
             self._restored(f"{code}: {what.meaning}", data_lost=what.action == codes.RESTORED_DATA_LOST)
         elif what.action == codes.CLIENT_ID_IN_USE:
             self._client_id_in_use = True
+            refused = getattr(self, "_id_refused", None)
+            if refused is not None:
+                refused.set()
             log.error("%s", text)
         elif what.action == codes.MARKET_DATA:
             log.error("%s", text)

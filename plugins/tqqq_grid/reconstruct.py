@@ -110,13 +110,16 @@ def _classify(snapshot: BrokerSnapshot, sym: str, strategy_id: str, w: _Work) ->
                     f"Check order {o.order_id} in the broker's order list; cancel it by hand if it is not a grid order.",
                 )
                 continue
-        if not o.live:
-            if o.status is OrderStatus.PENDING_CANCEL and o.side is Side.BUY:
+        if not o.live and o.side is Side.BUY:
+            if o.status is OrderStatus.PENDING_CANCEL:
                 seen.cancelling.append((o, tag))
-            elif o.status is OrderStatus.PENDING_CANCEL:
-                w.note(f"note: SELL {o.order_id} ({o.ref or 'untagged'}) is being cancelled at the broker: "
-                       f"not counted as a lot's SELL")
             continue
+        if not o.live:
+            # A SELL being cancelled (not by the grid: it never cancels a SELL) still covers its
+            # lot until the broker says Cancelled (it may yet fill): the lot is kept, never given
+            # a second SELL; the Cancelled, when it comes, is the unprotected-lot alert (S1).
+            w.note(f"warning: SELL {o.order_id} ({o.ref or 'untagged'}) is being cancelled at the broker "
+                   f"(not by the bot): its lot is kept until the broker says how it ended")
         if tag is None:
             (seen.legacy_sells if o.side is Side.SELL else seen.legacy_buys).append(o)
         elif o.side is Side.SELL:
