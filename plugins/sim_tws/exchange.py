@@ -172,6 +172,12 @@ class Exchange:
         self._last_full = 0.0
         self.fills = 0
         self.counters = {"misaligned": 0, "unknown_messages": 0, "ticks_sent": 0, "acks": 0}
+        #: other market-data front doors on the same replay (the combined simulator's Alpaca stream,
+        #: ``sim_alpaca``): each has ``has_subscribers()``, ``deliver_tick(idx, t, p)`` and
+        #: ``resend_tick(idx, t, p, conn=None, fresh=False)``. With one, a pacer is a HELLO client
+        #: while the door has a subscriber, and every HELLO client's acks are awaited (see
+        #: docs/sim-alpaca.md). Empty (plain sim-tws): nothing changes.
+        self.md_sinks: list = []
 
         # faults
         self.fault_list: list[Fault] = []
@@ -658,7 +664,7 @@ class Exchange:
         got = set()
         for s in self._recipients(o.client_id):
             s.send(msg)
-            if s.is_pacer:
+            if s.paces:
                 got.add(s.client_id)
         self._after_fill_updates()
         return got
@@ -961,7 +967,7 @@ class Exchange:
         """A client dropped its last market data subscription: it paces nothing any more (an ack
         it still owes is not waited for)."""
         w = self.waiting
-        if w is not None and not session.is_pacer and session.client_id in w.clients:
+        if w is not None and not session.paces and session.client_id in w.clients:
             w.clients.discard(session.client_id)
         self.wake()
 
@@ -986,11 +992,33 @@ class Exchange:
                 k = int(key)
             except ValueError:
                 return
-            if k < w.key - w.key % NS:
+            # whole seconds are enough from a client that only has them (TWS market data); a tick that
+            # reached the client through another door (Alpaca: exact ns) is acked exactly
+            exact = self.md_sinks and not session.has_md
+            if k < (w.key if exact else w.key - w.key % NS):
                 return
         w.clients.discard(cid)
         if not w.clients:
             self.wake()
+
+    def external_md(self) -> bool:
+        """Has another market-data door (the Alpaca stream) a subscriber to the symbol?"""
+        for sink in self.md_sinks:
+            if sink.has_subscribers():
+                return True
+        return False
+
+    def external_subscribed(self, sink, conn) -> None:
+        """A client of another door subscribed to the symbol. If tick k's ack is outstanding and a
+        pacer may not have handled it (no order message since it went out), it gets tick k again
+        (a feed drops a trade it already handled: same time, same id)."""
+        if self.pace == REALTIME and not self.started:
+            self.started = True
+        w = self.waiting
+        if w is not None and w.kind == "tick" and w.clients and self.phase == "data" and self.cur_t is not None:
+            if any(c not in self.sessions or not self.sessions[c].orders_since_tick for c in w.clients):
+                sink.resend_tick(self.tick_index, self.cur_t, self.cur_p, conn)
+        self.wake()
 
     def pacers(self) -> list[Session]:
         return [s for s in self.sessions.values() if s.is_pacer]
@@ -1077,6 +1105,8 @@ class Exchange:
             if s.orders_since_tick:
                 continue
             s.deliver_tick(self.cur_t, self.cur_p)
+            for sink in self.md_sinks:  # a new trade id: its feed may have seen the first one
+                sink.resend_tick(self.tick_index, self.cur_t, self.cur_p, fresh=True)
             did = True
             await self._await_acks("tick", self.cur_t, {cid})
         return did
@@ -1282,6 +1312,8 @@ class Exchange:
             ids.write_cursor(text)
 
     def _send_tick(self, t: int, p: int) -> set[int]:
+        for sink in self.md_sinks:  # Alpaca is not cut off from the market when TWS is (1100)
+            sink.deliver_tick(self.tick_index, t, p)
         if self.lost:
             return set()
         got = set()
@@ -1291,6 +1323,11 @@ class Exchange:
                 s.deliver_tick(t, p)
                 if s.is_pacer:
                     got.add(s.client_id)
+            elif self.md_sinks and s.ready and s.hello:
+                # it gets its ticks through the other door (even one reconnecting just now: it
+                # is sent the tick again when it subscribes, see external_subscribed)
+                s.orders_since_tick = False
+                got.add(s.client_id)
         self.counters["ticks_sent"] += 1
         return got
 

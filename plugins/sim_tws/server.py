@@ -67,7 +67,25 @@ class Session(asyncio.Protocol):
 
     @property
     def is_pacer(self) -> bool:
-        return self.hello and self.ready and bool(self.mkt or self.tbt)
+        """It sent HELLO and gets the symbol's market data (here, or through another door: the
+        combined simulator's Alpaca stream). With none, a lockstep replay pauses."""
+        if not (self.hello and self.ready):
+            return False
+        if self.mkt or self.tbt:
+            return True
+        ex = self.sim.exchange
+        return ex is not None and ex.external_md()
+
+    @property
+    def paces(self) -> bool:
+        """Its acks are awaited for what it was sent: a pacer, or (with another door) any HELLO
+        client, also while its other connection is reconnecting."""
+        if not (self.hello and self.ready):
+            return False
+        if self.mkt or self.tbt:
+            return True
+        ex = self.sim.exchange
+        return ex is not None and bool(ex.md_sinks)
 
     # ------------------------------------------------------------------ transport
     def connection_made(self, transport) -> None:
