@@ -36,6 +36,10 @@ FATAL = {
 }
 
 
+#: 406 (connection limit) is retried this many times (alpaca-py's backoff: about 15 s in all).
+LIMIT_RETRIES = 4
+
+
 class FeedStream(StockDataStream):
     def __init__(self, key: str, secret: str, url: str, feed: str, *, on_connected: Callable[[bool], None],
                  on_lost: Callable[[str], None], on_fatal: Callable[[int, str], None],
@@ -49,6 +53,7 @@ class FeedStream(StockDataStream):
         self._was_connected = False
         self._connected_now = False
         self.fatal: tuple[int, str] | None = None
+        self._limit_hits = 0
 
     async def _start_ws(self) -> None:
         await super()._start_ws()
@@ -75,8 +80,18 @@ class FeedStream(StockDataStream):
         reply = msgpack.unpackb(await self._ws.recv())
         first = reply[0] if isinstance(reply, list) and reply else {}
         if first.get("T") == "error":
-            await self._fail(int(first.get("code") or 0), str(first.get("msg") or "error"))
-            raise ValueError(first.get("msg") or "auth failed")
+            code, message = int(first.get("code") or 0), str(first.get("msg") or "error")
+            if code == 406 and self._limit_hits < LIMIT_RETRIES:
+                # After a crash Alpaca may still hold the dead connection for a few seconds:
+                # let alpaca-py's backoff retry a few times before calling it fatal.
+                self._limit_hits += 1
+                log.warning("Alpaca: connection limit exceeded (a connection of the last run not yet "
+                            "cleared, or another client with these keys): retry %d of %d", self._limit_hits,
+                            LIMIT_RETRIES)
+            else:
+                await self._fail(code, message)
+            raise ValueError(message)
+        self._limit_hits = 0
         if first.get("T") != "success" or first.get("msg") != "authenticated":
             raise ValueError("failed to authenticate")
 
