@@ -276,6 +276,7 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
 
 def _print_summary(console, summary: dict, out: Path | None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="run summary", show_header=False)
     table.add_column("what")
@@ -283,7 +284,10 @@ def _print_summary(console, summary: dict, out: Path | None) -> None:
     for key, value in summary.items():
         if key in ("alert", "bad_rows_by_reason") or isinstance(value, dict):
             continue
-        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+        text = "-" if value is None else str(value)
+        # P&L in colour: a loss marked to market must not read like the realized profit above it
+        style = ("red" if text.startswith("-") and text != "-" else "green") if key.endswith("pnl") else ""
+        table.add_row(key.replace("_", " "), Text(text, style=style))
     console.print(table)
     if out is not None and (out / "fills.csv").exists():
         console.print(f"outputs: {out}/fills.csv, summary.json, equity.png", markup=False)
@@ -332,10 +336,20 @@ def backtest(config, overrides, state, out, data, verify_skips, progress, verbos
 @guarded
 def status(config: Path, state: Path | None) -> None:
     """Show a run's open lots, live orders, position, P&L and last reconstruct."""
+    from types import SimpleNamespace
+
+    from .config import load
     from .status import render_status
 
-    _, _, run = _load(config)
-    state = state or _default_state_dir(config, run)
+    if state is None:
+        # Only the state folder is read: the broker's and feed's sections (and the secrets
+        # they name, ${ALPACA_API_KEY}...) are not needed to show what a run left.
+        def only_state_dir(data: dict) -> None:
+            for key in [k for k in data if k != "state_dir"]:
+                del data[key]
+
+        raw = load(config, patch=only_state_dir)
+        state = _default_state_dir(config, SimpleNamespace(state_dir=raw.data.get("state_dir")))
     render_status(_console(), state)
 
 

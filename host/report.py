@@ -60,9 +60,14 @@ class PriceSampler:
         self.per_chunk = per_chunk
         self.times: list[np.ndarray] = []
         self.prices: list[np.ndarray] = []
+        self.last: tuple[int, int] | None = None  # the newest tick (time_ns, cents): the mark
 
     def __call__(self, times: np.ndarray, prices: np.ndarray) -> None:
         n = len(prices)
+        if n == 0:
+            return
+        if self.last is None or int(times[-1]) >= self.last[0]:
+            self.last = (int(times[-1]), int(prices[-1]))
         buckets = max(1, min(self.per_chunk, n // 2))
         edges = np.linspace(0, n, buckets + 1).astype(np.int64)
         lo = np.minimum.reduceat(prices, edges[:-1])
@@ -80,7 +85,8 @@ class PriceSampler:
         t, p = self.arrays()
         self.times, self.prices = [t], [p]
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, t=t, p=p)
+        last = np.asarray(self.last if self.last is not None else (), dtype=np.int64)
+        np.savez(tmp, t=t, p=p, last=last)
         os.chmod(tmp, 0o600)  # a state file, private like the rest
         os.replace(tmp, path)
 
@@ -88,10 +94,13 @@ class PriceSampler:
         try:
             with np.load(path) as data:
                 t, p = data["t"], data["p"]
+                last = data["last"] if "last" in data.files else np.empty(0, np.int64)
         except (OSError, KeyError, ValueError):
             return  # only a picture is lost: the fills come from the venue
         keep = t <= upto_ns if upto_ns is not None else np.zeros(len(t), bool)
         self.times, self.prices = [t[keep]], [p[keep]]
+        if len(last) == 2 and upto_ns is not None and int(last[0]) <= upto_ns:
+            self.last = (int(last[0]), int(last[1]))
 
 
 @dataclass
@@ -102,6 +111,7 @@ class FillStats:
     realized_pnl: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
     peak_capital: Decimal = Decimal(0)
+    open_cost: Decimal = Decimal(0)  # what the shares still held cost (per lot where tags say)
     times: list[int] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     cash: list[float] = field(default_factory=list)  # after fees, dollars
@@ -150,7 +160,26 @@ def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None])
         stats.positions.append(position)
         stats.cash.append(float(cash))
         stats.capital.append(float(cost))
+    stats.open_cost = cost
     return stats
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The open position marked to the last price: what realized P&L alone does not say."""
+
+    last_price: Decimal | None
+    open_cost: Decimal
+    market_value: Decimal | None
+    unrealized_pnl: Decimal | None
+
+    @classmethod
+    def of(cls, shares: int, open_cost: Decimal, last_cents: int | None) -> Mark:
+        if last_cents is None:
+            return cls(None, open_cost, None, None if shares else Decimal(0))
+        price = Decimal(last_cents) / 100
+        value = shares * price
+        return cls(price, open_cost, value, value - open_cost)
 
 
 class _IsoTimes:

@@ -350,12 +350,17 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         })
         if engine.journal_failed:
             summary["journal_failed"] = True
+        open_cost = stats.open_cost
         if engine.journal is not None or engine.journal_failed:
             # Live: the journal holds this state folder's executions, which need not start from
             # an empty account; the position is the one the strategies hold now.
-            held = [ctx.recorded().get("book", {}).get("shares") for ctx in engine.contexts]
-            if all(isinstance(h, int) for h in held):
-                summary["open_position"] = sum(held)
+            held = _held_by_strategies(engine)
+            if held is not None:
+                summary["open_position"], open_cost = held
+        marked = _marked(summary["open_position"], open_cost, sampler.last, stats)
+        keys = list(summary)
+        at = keys.index("open_position") + 1
+        summary = {**{k: summary[k] for k in keys[:at]}, **marked, **{k: summary[k] for k in keys[at:]}}
         mark = time.perf_counter()
         if len(t):
             _finish_plot(worker, opts, out, plotting, t, p, equity, capital, stats)
@@ -373,6 +378,39 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
     if engine.alert is not None:
         summary["alert"] = engine.alert.render()
     return summary
+
+
+def _held_by_strategies(engine: Engine) -> tuple[int, Decimal] | None:
+    """Shares and their cost from the lots the strategies publish (``book.lots``: quantity,
+    purchase), or None when a strategy does not publish them."""
+    shares, cost = 0, Decimal(0)
+    for ctx in engine.contexts:
+        book = ctx.recorded().get("book", {})
+        lots = book.get("lots")
+        if not isinstance(book.get("shares"), int) or not isinstance(lots, list):
+            return None
+        shares += book["shares"]
+        for lot in lots:
+            try:
+                cost += int(lot["quantity"]) * Decimal(str(lot["purchase"]))
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                return None
+    return shares, cost
+
+
+def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats) -> dict:
+    """Unrealized and total P&L beside the realized: a grid deep in its levels has booked only
+    its winners, and the summary must not read as a profit while the shares are under water."""
+    mark = report.Mark.of(shares, open_cost, None if last is None else last[1])
+    net = stats.realized_pnl - stats.fees
+    fmt = lambda v: None if v is None else str(report.money(v))  # noqa: E731
+    return {
+        "last_price": fmt(mark.last_price),
+        "open_cost": fmt(mark.open_cost),
+        "market_value": fmt(mark.market_value),
+        "unrealized_pnl": fmt(mark.unrealized_pnl),
+        "total_pnl": fmt(None if mark.unrealized_pnl is None else net + mark.unrealized_pnl),
+    }
 
 
 def _plot_args(t, p, equity, capital, stats, title: str) -> dict:

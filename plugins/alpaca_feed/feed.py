@@ -79,10 +79,17 @@ class AlpacaFeed:
             watchdog.cancel()
             if not runner.done():
                 await self._stream.stop_ws()
+                # stop_ws is only noticed between receives, and a receive waits up to 5 s for a
+                # frame: close the socket too, so that the host's stop takes milliseconds.
                 try:
-                    await asyncio.wait_for(runner, 5)
+                    await asyncio.wait_for(self._stream.close(), 1)
+                except Exception:  # noqa: BLE001 - a socket that will not close is cancelled below
+                    pass
+                try:
+                    await asyncio.wait_for(runner, 2)
                 except (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):
                     runner.cancel()
+                    await asyncio.gather(runner, return_exceptions=True)
             await asyncio.gather(watchdog, return_exceptions=True)
 
     # ------------------------------------------------------------------ messages
