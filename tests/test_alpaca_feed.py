@@ -236,3 +236,22 @@ def test_fetch_refused_is_exit_4_with_alpacas_reason(bars, tmp_path):
                     env={"ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s", "ALPACA_DATA_URL": sim.url})
     assert r.returncode == 4, r.stdout + r.stderr
     assert "403" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_stream_that_cannot_be_reached_at_start_up_ends_the_feed_with_the_url(tmp_path):
+    """alpaca-py would retry a refused connection for ever without a word in our log."""
+    import socket
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main():
+        feed = make_feed(f"http://127.0.0.1:{port}", tmp_path, connect_retries=1)
+        with pytest.raises(BrokerUnavailable) as err:
+            await asyncio.wait_for(feed.stream(lambda e: None), 20)
+        return str(err.value)
+
+    message = asyncio.run(main())
+    assert f"ws://127.0.0.1:{port}/v2/iex" in message and "after 2 attempts" in message
+    assert "ALPACA_DATA_URL" in message

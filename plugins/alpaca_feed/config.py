@@ -25,6 +25,8 @@ class AlpacaFeedConfig(BaseModel):
     url: str = Field("", description="the data service's base URL, http(s)://HOST:PORT; empty: Alpaca's own")
     stale_after: Duration = Field(dt.timedelta(seconds=30),
                                   description="no tick for this long while the market is open: stale (alert, no new Level-0)")
+    connect_retries: int = Field(4, ge=0, description="attempts after the first one to reach the stream at start-up "
+                                                     "(alpaca-py's backoff: about 10 s in all); later outages are retried for ever")
     hours: Literal["extended", "regular"] = Field(
         "extended", description="when the feed should be busy: extended (04:00-20:00 New York) or regular sessions")
 

@@ -63,7 +63,8 @@ class AlpacaFeed:
         self._stream = FeedStream(
             self.config.key.get_secret_value(), self.config.secret.get_secret_value(), self.config.stream_url(),
             self.config.feed, on_connected=self._connected, on_lost=self._on_lost, on_fatal=self._on_fatal,
-            on_malformed=lambda: self._bad("malformed message"))
+            on_malformed=lambda: self._bad("malformed message"), on_unreachable=self._on_unreachable,
+            connect_retries=self.config.connect_retries)
         handler = {"trades": self._on_trade, "quotes": self._on_quote, "bars": self._on_bar}[self.config.data]
         getattr(self._stream, f"subscribe_{self.config.data}")(handler, self.symbol)
         log.info("streaming %s %s from %s", self.symbol, self.config.data, self.config.stream_url())
@@ -154,6 +155,12 @@ class AlpacaFeed:
         log.error("%s", reason)
         if self._failed is not None and not self._failed.done():
             self._failed.set_exception(BrokerUnavailable(reason))
+
+    def _on_unreachable(self, reason: str) -> None:
+        log.error("%s", reason)
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(BrokerUnavailable(
+                reason + "; check ALPACA_DATA_URL (empty for Alpaca's own service) and the network"))
 
     def _clock_ns(self) -> int:
         """The host clock as the feed sees it: the last tick's data time, run on by the wall."""

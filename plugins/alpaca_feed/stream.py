@@ -9,7 +9,9 @@ what the stream does not say:
 * Alpaca's fatal errors (402 auth failed, 406 connection limit exceeded, 409 insufficient
   subscription), which alpaca-py would retry for ever or only log: the stream is stopped and
   the run ends (exit 4) with the reason;
-* frames that are not msgpack (malformed): counted and skipped.
+* frames that are not msgpack (malformed): counted and skipped;
+* a stream that cannot be reached at start-up (alpaca-py retries that for ever too): the run
+  ends (exit 4) after ``connect_retries``, each failed attempt a warning.
 
 These hooks use alpaca-py's internals (``_run_forever``, ``_auth``, ``_start_ws``, ``_dispatch``,
 ``close``), checked against 0.44 by the tests against ``bothost sim-alpaca``.
@@ -17,10 +19,12 @@ These hooks use alpaca-py's internals (``_run_forever``, ``_auth``, ``_start_ws`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 import msgpack
+import websockets
 from alpaca.data.enums import DataFeed
 from alpaca.data.live.stock import StockDataStream
 
@@ -43,7 +47,8 @@ LIMIT_RETRIES = 4
 class FeedStream(StockDataStream):
     def __init__(self, key: str, secret: str, url: str, feed: str, *, on_connected: Callable[[bool], None],
                  on_lost: Callable[[str], None], on_fatal: Callable[[int, str], None],
-                 on_malformed: Callable[[], None]):
+                 on_malformed: Callable[[], None], on_unreachable: Callable[[str], None] | None = None,
+                 connect_retries: int = 4):
         super().__init__(key, secret, raw_data=True, feed=DataFeed.IEX if feed != "sip" else DataFeed.SIP,
                          url_override=url)
         self._on_connected = on_connected
@@ -54,9 +59,28 @@ class FeedStream(StockDataStream):
         self._connected_now = False
         self.fatal: tuple[int, str] | None = None
         self._limit_hits = 0
+        self._on_unreachable = on_unreachable
+        self._connect_retries = connect_retries
+        self._connect_failures = 0  # in a row
 
     async def _start_ws(self) -> None:
-        await super()._start_ws()
+        try:
+            await super()._start_ws()
+        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            # alpaca-py retries a refused or failed connection for ever, and says so only in its
+            # own log: say it in ours, and give up at start-up (a wrong ALPACA_DATA_URL, no
+            # network) rather than wait in silence. Once the stream has worked, an outage is
+            # retried for as long as it lasts (the host holds new entries meanwhile).
+            self._connect_failures += 1
+            n = self._connect_failures
+            why = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if not self._was_connected and n > self._connect_retries and self._on_unreachable is not None:
+                self._on_unreachable(f"cannot reach the Alpaca stream at {self._endpoint} after {n} attempts ({why})")
+                await self.stop_ws()
+            elif n <= 10 or n % 100 == 0:
+                log.warning("Alpaca stream at %s: connection failed (%s), attempt %d; retrying", self._endpoint, why, n)
+            raise
+        self._connect_failures = 0
         ws = self._ws
         recv = ws.recv
 
