@@ -282,13 +282,16 @@ def _print_summary(console, summary: dict, out: Path | None) -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     for key, value in summary.items():
-        if key in ("alert", "bad_rows_by_reason") or isinstance(value, dict):
+        if key in ("alert", "bad_rows_by_reason", "warnings") or isinstance(value, dict):
             continue
         text = "-" if value is None else str(value)
         # P&L in colour: a loss marked to market must not read like the realized profit above it
         style = ("red" if text.startswith("-") and text != "-" else "green") if key.endswith("pnl") else ""
         table.add_row(key.replace("_", " "), Text(text, style=style))
     console.print(table)
+    for w in summary.get("warnings") or ():
+        times = f" ({w['count']} times)" if w.get("count", 1) > 1 else ""
+        console.print(Text(f"warning: {w['title']}{times}: {w['details']}", style="yellow"))
     if out is not None and (out / "fills.csv").exists():
         console.print(f"outputs: {out}/fills.csv, summary.json, equity.png", markup=False)
 

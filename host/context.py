@@ -59,6 +59,9 @@ class HostContext:
         self.engine.raise_alert(alert, self)
         raise CriticalStop(alert)
 
+    def warn(self, title: str, details: str) -> None:
+        self.engine.warn(Alert(title, details, source=self.strategy_id, time_ns=self.now_ns, level="warning"), self)
+
     def record(self, key: str, value: Any) -> None:
         self.records[key] = value  # a callable is evaluated when the status is written
 

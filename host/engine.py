@@ -154,6 +154,7 @@ class Engine:
         self.idle_stopped = False
         self.started = False  # on_start ran: on_stop is owed at the end, whatever ends the run
         self.alert: Alert | None = None
+        self.warnings: dict[str, dict] = {}  # a strategy's warnings by title (ctx.warn), for the summary
         self.stopping = False
         self._state_dirty = False
         self._wakeup: asyncio.Event | None = None
@@ -491,6 +492,20 @@ class Engine:
             self.pm.hook.on_alert(ctx=ctx, alert=alert)
         except Exception:  # a notifier failing must not stop a running bot
             log.exception("a notifier failed on a warning")
+
+    def warn(self, alert: Alert, ctx: HostContext | None = None) -> None:
+        """A strategy's warning: notified, and kept for the summary (by title: first time, count)."""
+        seen = self.warnings.get(alert.title)
+        if seen is None:
+            self.warnings[alert.title] = {"title": alert.title, "details": alert.details, "count": 1,
+                                          "first_ns": alert.time_ns}
+        else:
+            seen["count"] += 1
+            seen["details"] = alert.details  # the newest
+        if self.live_state_flush:  # live: the notifiers too; a replay only logs it (no pushes from a backtest)
+            self.notify(alert, ctx)
+        else:
+            log.warning("%s", alert.render())
 
     def raise_alert(self, alert: Alert, ctx: HostContext | None) -> None:
         """S1: record the alert and tell every notifier. The caller then raises CriticalStop."""

@@ -229,6 +229,11 @@ class StrategyContext(Protocol):
         """Raise a critical alert (S1): log it, ring the bell, notify, place nothing more and stop
         with exit status 3. Does not return (it raises :class:`CriticalStop`)."""
 
+    def warn(self, title: str, details: str) -> None:
+        """A warning the trader should see, while the strategy runs on: logged, sent to every
+        notifier (``Alert.level == "warning"``) and listed under ``warnings`` in summary.json and
+        ``bothost status`` (the same title is counted, not repeated). Returns."""
+
     def record(self, key: str, value: Any) -> None:
         """Publish a fact for ``bothost status`` (for example the last reconstruct's findings).
         A list of mappings shows as a table, a mapping as a two-column table. ``value`` may be

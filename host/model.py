@@ -30,6 +30,12 @@ def decimal_to_cents(value: Decimal) -> int:
     return int(round2(value) * 100)
 
 
+def realized_pnl(quantity: int, sell_price: Decimal, purchase: Decimal) -> Decimal:
+    """Gross P&L of selling ``quantity`` shares of a lot bought at ``purchase``: the one
+    definition the strategy's book, its reconstruct and the run's report all use."""
+    return quantity * (sell_price - purchase)
+
+
 def float_to_cents(value: float) -> int | None:
     """A price a client library decoded as a float, in whole cents, half up: exact for the float
     of a printed price (``97.03`` -> 9703, ``97.035`` -> 9704). None when it is not a positive

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .model import CENT, Fill, Side
+from .model import CENT, Fill, Side, realized_pnl
 
 FILLS_HEADER = ["time", "symbol", "side", "level", "quantity", "price", "commission", "order_id", "order_ref"]
 EXCHANGE_TZ = ZoneInfo("America/New_York")
@@ -112,6 +112,7 @@ class FillStats:
     fees: Decimal = Decimal(0)
     peak_capital: Decimal = Decimal(0)
     open_cost: Decimal = Decimal(0)  # what the shares still held cost (per lot where tags say)
+    cash_exact: Decimal = Decimal(0)  # every fill's cash, after fees, from zero
     times: list[int] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     cash: list[float] = field(default_factory=list)  # after fees, dollars
@@ -147,7 +148,7 @@ def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None])
             purchase = info.get("purchase") if info else None
             if purchase is None:
                 purchase = cost / position if position else f.price
-            stats.realized_pnl += f.quantity * (f.price - Decimal(purchase))
+            stats.realized_pnl += realized_pnl(f.quantity, f.price, Decimal(purchase))
             cost -= f.quantity * Decimal(purchase) if position else 0
             position -= f.quantity
             cash += f.quantity * f.price
@@ -161,6 +162,7 @@ def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None])
         stats.cash.append(float(cash))
         stats.capital.append(float(cost))
     stats.open_cost = cost
+    stats.cash_exact = cash
     return stats
 
 

@@ -275,7 +275,8 @@ PROGRESS_COUNTERS = ("ticks", "handled_ticks", "bad_ticks", "orders_placed", "or
 
 def _save_progress(state: StateStore, engine: Engine, sampler, state_dir: Path) -> None:
     """At each checkpoint: what a resumed replay needs to report the whole run, not its tail."""
-    state.put(PROGRESS_SECTION, {k: getattr(engine.counters, k) for k in PROGRESS_COUNTERS})
+    state.put(PROGRESS_SECTION, {**{k: getattr(engine.counters, k) for k in PROGRESS_COUNTERS},
+                                 "warnings": list(engine.warnings.values())})
     sampler.save(state_dir / "price_samples.npz")
 
 
@@ -286,6 +287,9 @@ def _restore_progress(state: StateStore, engine: Engine, sampler, state_dir: Pat
     for key in PROGRESS_COUNTERS:
         if isinstance(saved.get(key), int):
             setattr(engine.counters, key, saved[key])
+    for w in saved.get("warnings") or ():
+        if isinstance(w, dict) and isinstance(w.get("title"), str):
+            engine.warnings.setdefault(w["title"], dict(w))
     sampler.load(state_dir / "price_samples.npz", upto_ns if upto_ns is not None else (1 << 63) - 1)
 
 
@@ -357,7 +361,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
             held = _held_by_strategies(engine)
             if held is not None:
                 summary["open_position"], open_cost = held
-        marked = _marked(summary["open_position"], open_cost, sampler.last, stats)
+        marked = _marked(summary["open_position"], open_cost, sampler.last, stats, equity)
         keys = list(summary)
         at = keys.index("open_position") + 1
         summary = {**{k: summary[k] for k in keys[:at]}, **marked, **{k: summary[k] for k in keys[at:]}}
@@ -371,13 +375,27 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         resumed = phases.pop("resumed_after_ns", None)
         summary["resumed_after"] = None if resumed is None else report.iso_time(int(resumed))
         summary["phases_s"] = {k: round(v, 3) for k, v in phases.items()}
+        if engine.warnings:
+            summary["warnings"] = _warnings(engine)
         report.write_summary(out / "summary.json", summary)
     else:
         wall = time.perf_counter() - started
         summary["wall_time_s"] = round(wall, 3)
+        if engine.warnings:
+            summary["warnings"] = _warnings(engine)
     if engine.alert is not None:
         summary["alert"] = engine.alert.render()
     return summary
+
+
+def _warnings(engine: Engine) -> list[dict]:
+    """The strategies' warnings for summary.json: title, newest details, how often, first time."""
+    out = []
+    for w in engine.warnings.values():
+        first = w.get("first_ns")
+        out.append({"title": w["title"], "details": w["details"], "count": w["count"],
+                    "first": report.iso_time(first) if isinstance(first, int) and first > 0 else None})
+    return out
 
 
 def _held_by_strategies(engine: Engine) -> tuple[int, Decimal] | None:
@@ -398,11 +416,21 @@ def _held_by_strategies(engine: Engine) -> tuple[int, Decimal] | None:
     return shares, cost
 
 
-def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats) -> dict:
+def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats, curve) -> dict:
     """Unrealized and total P&L beside the realized: a grid deep in its levels has booked only
-    its winners, and the summary must not read as a profit while the shares are under water."""
+    its winners, and the summary must not read as a profit while the shares are under water.
+
+    ``equity`` is the executions' cash (after fees, from zero) plus the shares they leave at the
+    last price; ``lowest_equity`` the lowest it was on the way (the price picture's lows)."""
     mark = report.Mark.of(shares, open_cost, None if last is None else last[1])
     net = stats.realized_pnl - stats.fees
+    held = stats.positions[-1] if stats.positions else 0
+    cash = stats.cash_exact
+    equity = None if last is None and held else cash + held * (Decimal(last[1]) / 100 if last else 0)
+    seen = [Decimal(repr(round(float(curve.min()), 2)))] if len(curve) else []
+    if equity is not None:
+        seen.append(equity)
+    lowest = min(seen, default=None)
     fmt = lambda v: None if v is None else str(report.money(v))  # noqa: E731
     return {
         "last_price": fmt(mark.last_price),
@@ -410,6 +438,8 @@ def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats
         "market_value": fmt(mark.market_value),
         "unrealized_pnl": fmt(mark.unrealized_pnl),
         "total_pnl": fmt(None if mark.unrealized_pnl is None else net + mark.unrealized_pnl),
+        "equity": fmt(equity),
+        "lowest_equity": fmt(lowest),
     }
 
 

@@ -31,7 +31,7 @@ def bothost(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
 
 def run_in_process(tmp_path: Path, overrides=(), data: Path | None = None, observers=(),
                    verify_skips: bool = False, state: Path | None = None, out: Path | None = None,
-                   config: Path = PAPER):
+                   config: Path = PAPER, stop_when_idle_s: float | None = None):
     """The same run as `bothost run CONFIG`, in this process, with extra observer plugins."""
     from rich.console import Console
 
@@ -42,7 +42,7 @@ def run_in_process(tmp_path: Path, overrides=(), data: Path | None = None, obser
     for observer in observers:
         pm.register(observer)
     opts = RunOptions(state_dir=state or tmp_path / "state", out_dir=out or tmp_path / "out",
-                      verify_skips=verify_skips, progress=False)
+                      verify_skips=verify_skips, progress=False, stop_when_idle_s=stop_when_idle_s)
     return asyncio.run(execute(run, pm, opts, Console(file=io.StringIO())))
 
 

@@ -54,3 +54,54 @@ def test_a_lot_bought_at_the_last_price_is_worth_its_cost(tmp_path):
     assert (s["realized_pnl"], s["net_realized_pnl"]) == ("94.94", "89.94")
     assert (s["open_position"], s["last_price"], s["open_cost"]) == (94, "51.20", "4812.80")
     assert (s["unrealized_pnl"], s["total_pnl"]) == ("0.00", "89.94")
+
+
+def falling(tmp_path):
+    """50 down to 12.50 in 0.25 steps: through all 88 levels of the lot map."""
+    return write_bars(tmp_path / "fall.csv", [50 - 0.25 * i for i in range(150)] + [12.5 + 0.01 * i for i in range(20)])
+
+
+def test_running_out_of_levels_is_a_warning_in_the_log_and_the_summary(tmp_path):
+    r = bothost("backtest", str(PAPER), "--data", str(falling(tmp_path)), "--out", str(tmp_path / "out"),
+                "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    [w] = s["warnings"]
+    assert w["title"] == "tqqq_grid: out of lot map levels" and w["count"] == 1
+    assert "all 88 levels are bought" in w["details"] and w["first"].startswith("2024-01-02T")
+    assert "warning: tqqq_grid: out of lot map levels" in r.stdout
+    assert D(s["lowest_equity"]) <= D(s["equity"]) == D(s["total_pnl"]) < 0
+    log = (tmp_path / "out" / "state" / "bot_log.txt").read_text()
+    assert "out of lot map levels" in log
+
+
+def test_live_the_out_of_levels_warning_reaches_the_notifiers(tmp_path, monkeypatch):
+    """Live (Alpaca data from sim-alpaca, the simulated venue for orders) every notifier gets it;
+    a backtest only logs it (no phone pushes from a replay)."""
+    from bothost.hookspecs import hookimpl
+    from bothost_plugins.sim_alpaca.server import SimAlpacaThread
+    from conftest import run_in_process
+
+    class Notifier:
+        def __init__(self):
+            self.alerts = []
+
+        @hookimpl
+        def on_alert(self, ctx, alert):
+            self.alerts.append(alert)
+
+    config = tmp_path / "live-sim.yaml"
+    config.write_text(f"extends: {CONFIGS / 'tqqq.yaml'}\nbroker: {{use: sim_broker}}\n")
+    data = falling(tmp_path)
+    with SimAlpacaThread(data=data, pace="asap") as sim:
+        for k, v in {"ALPACA_API_KEY": "k", "ALPACA_SECRET_KEY": "s", "ALPACA_DATA_URL": sim.url}.items():
+            monkeypatch.setenv(k, v)
+        live = Notifier()
+        result = run_in_process(tmp_path, config=config, observers=[live], stop_when_idle_s=2)
+    assert result.status == "done"
+    warned = [a for a in live.alerts if a.title == "tqqq_grid: out of lot map levels"]
+    assert len(warned) == 1 and warned[0].level == "warning"
+
+    replayed = Notifier()
+    run_in_process(tmp_path / "bt", data=data, observers=[replayed])
+    assert not [a for a in replayed.alerts if "out of lot map levels" in a.title]

@@ -28,6 +28,7 @@ from bothost.model import (
     Side,
     Tick,
     cents_to_decimal,
+    realized_pnl,
 )
 
 from .grid import QueueSlot, desired_queue, l0_limit, reconcile_queue, sell_price, trigger_chain
@@ -94,6 +95,9 @@ class Book:
     @property
     def entry(self) -> LiveBuy | None:
         return self.buys.get(self.entry_id) if self.entry_id is not None else None
+
+    def shares_held(self) -> int:
+        return sum(lot.quantity for lot in self.lots.values())
 
     def deepest_level(self) -> int | None:
         """``m`` of R3: the deepest open level (cached until the set of lots changes)."""
@@ -289,7 +293,7 @@ class Book:
                 self.log.warning("duplicate execution %s of SELL %s ignored", fill.exec_id, fill.order_id)
                 return
             self._book_exec(fill)
-            self.gross_pnl += fill.quantity * (fill.price - lot.purchase)  # R4b: P&L for what filled
+            self.gross_pnl += realized_pnl(fill.quantity, fill.price, lot.purchase)  # R4b: P&L for what filled
             lot.sold = fill.order_filled
             lot.quantity = fill.order_quantity - fill.order_filled
             if lot.quantity <= 0:  # R4: the SELL completed, the lot is closed
@@ -349,6 +353,12 @@ class Book:
         if self._deepest is not None and b.level > self._deepest:
             self._deepest = b.level  # type: ignore[assignment]
         self.log.info("lot L%s: %d @ %s from BUY %s; SELL %s @ %s (R2)", b.level, b.filled, purchase, b.order_id, oid, limit)
+        if b.level == len(self.lot_map) - 1:
+            # Every level is bought: below here the grid buys nothing more, however far the
+            # price falls, and the whole position rides it down. The trader must know.
+            ctx.warn(f"{self.strategy_id}: out of lot map levels",
+                     f"all {len(self.lot_map)} levels are bought (L{b.level} filled {b.filled} {self.symbol} @ {purchase}); "
+                     f"no BUY is placed below {purchase} until a SELL fills. Holding {self.shares_held()} shares.")
 
     def _reconcile(self, ctx) -> None:
         """R3 by difference: keep matching BUYs, cancel the rest (never a partially filled one),

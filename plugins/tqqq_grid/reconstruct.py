@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bothost.model import BrokerSnapshot, Fill, OpenOrder, OrderStatus, Side
+from bothost.model import BrokerSnapshot, Fill, OpenOrder, OrderStatus, Side, realized_pnl
 
 from .grid import derive_anchor, desired_queue, legacy_purchase, reconcile_queue, sell_price, trigger_chain
 from .lots import LotMap
@@ -513,7 +513,7 @@ def execution_pnl(
         else:
             fees += e.commission
         if e.side is Side.SELL:
-            gross += e.quantity * (e.price - tag.price)
+            gross += realized_pnl(e.quantity, e.price, tag.price)
         if e.time_ns > last_ns:
             last_ns, at_last = e.time_ns, set()
         at_last.add(e.exec_id)
