@@ -244,7 +244,7 @@ def config_show(config_file: Path, overrides: tuple[str, ...]) -> None:
 
 def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Path | None,
          backtest: bool, verify_skips: bool, progress: bool, verbose: bool,
-         stop_when_idle: float | None = None) -> None:
+         stop_when_idle: float | None = None, fresh: bool = False) -> None:
     import asyncio
 
     from .logs import setup_logging
@@ -259,6 +259,8 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
     else:
         state = state or _default_state_dir(config, run)
         out = out or state / "out"
+        if fresh:
+            _move_aside(state)
     console = _console()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     setup_logging(state / "bot_log.txt", _console(stderr=True), verbose)
@@ -272,6 +274,28 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
         sys.exit(EXIT_CRITICAL)
     if result.status == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _move_aside(state: Path) -> None:
+    """--fresh: the state folder becomes STATE.previous-TIME (never deleted: it may be the only
+    record of a paper account or of a live run's executions); refused while a run uses it."""
+    import time
+
+    from .state import lock_state_dir
+
+    if not state.is_dir() or not any(state.iterdir()):
+        return
+    lock = lock_state_dir(state)  # exit 2 naming the pid if a run is using it
+    try:
+        aside = state.with_name(f"{state.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = state.with_name(f"{state.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        state.rename(aside)
+    finally:
+        lock.close()
+    _console(stderr=True).print(f"--fresh: the old state folder is now {aside}", markup=False)
 
 
 def _print_summary(console, summary: dict, out: Path | None) -> None:
@@ -318,10 +342,12 @@ def _with_run_options(fn):
 @_with_run_options
 @click.option("--stop-when-idle", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="live: stop cleanly (exit 0, outputs written) after this long without market data")
+@click.option("--fresh", is_flag=True,
+              help="start the state folder over: the old one is moved aside to STATE.previous-TIME, nothing deleted")
 @guarded
-def run(config, overrides, state, out, data, verify_skips, progress, verbose, stop_when_idle) -> None:
+def run(config, overrides, state, out, data, verify_skips, progress, verbose, stop_when_idle, fresh) -> None:
     """Run the bot a CONFIG describes (live, paper, or a resumable replay)."""
-    _run(config, overrides, state, out, data, False, verify_skips, progress, verbose, stop_when_idle)
+    _run(config, overrides, state, out, data, False, verify_skips, progress, verbose, stop_when_idle, fresh)
 
 
 @cli.command()

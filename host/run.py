@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import report
+from . import fingerprint, report
 from .engine import Engine
 from .plot_worker import PlotWorker
 from .errors import InputError
@@ -134,6 +134,10 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
         # Every fill of a replay is in fills.csv; a line per fill in the log would only slow it.
         logging.getLogger("bothost.strategy").setLevel(logging.WARNING)
     state = StateStore(state_dir / "bot_state.json")
+    # A resume must continue the same run: a config that now says otherwise is refused (exit 2).
+    made_with = fingerprint.result_config(run, replay)
+    fingerprint.check_resume(state.get(fingerprint.SECTION), made_with, state_dir / "bot_state.json", live=not replay)
+    state.put(fingerprint.SECTION, made_with)
     # A simulated venue keeps its own executions; a real broker's are journaled as they arrive.
     journal = None if isinstance(broker, MatchingVenue) else ExecutionJournal(state_dir / "executions.sqlite")
     engine = Engine(pm=pm, broker=broker, strategies=strategies, state=state,

@@ -19,6 +19,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from bothost.errors import InputError
 from bothost.model import (
     BrokerSnapshot,
     CommissionReport,
@@ -35,7 +36,7 @@ from .grid import QueueSlot, desired_queue, l0_limit, reconcile_queue, sell_pric
 from .lots import LotMap
 from .orders import entry_request, queue_request, sell_request
 from .params import TqqqGridConfig
-from .reconstruct import ReconstructResult, execution_pnl, reconstruct
+from .reconstruct import ReconstructResult, execution_pnl, reconstruct, sells_off_target
 from .records import LiveBuy, Lot
 from .tags import format_price, queue_tag
 
@@ -132,6 +133,15 @@ class Book:
         """Reconstruct 1-6 against ``snapshot``, then act on it (or raise the S1 alert)."""
         if not isinstance(state, dict) or state.get("strategy_id", self.strategy_id) != self.strategy_id:
             state = None  # not this strategy's backup
+        off = sells_off_target(snapshot.open_orders, self.params, self.strategy_id)
+        if off:
+            # The config changed under SELLs that are resting at the broker: acting on it would
+            # leave two targets in one grid. Refused before anything is placed (exit 2).
+            raise InputError(
+                f"{self.strategy_id}: the broker's resting SELLs were placed with another profit_target:\n    "
+                + "\n    ".join(off[:10]) + (f"\n    ... and {len(off) - 10} more" if len(off) > 10 else ""),
+                hint="put profit_target back to what those SELLs were placed with; or re-price them at the broker "
+                     "to the new target, keeping each order's order_ref (its tag), then start again")
         fallback = _dec(state.get("anchor")) if state else None
         result = reconstruct(snapshot, self.params, self.lot_map, self.strategy_id, fallback)
         ctx.record("reconstruct", list(result.findings))

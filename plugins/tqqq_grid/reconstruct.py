@@ -486,6 +486,24 @@ def reconstruct(
     )
 
 
+def sells_off_target(open_orders: Iterable[OpenOrder], params: TqqqGridConfig, strategy_id: str) -> list[str]:
+    """Our resting SELLs whose limit is not ``profit_target`` above their lot's purchase (the
+    tag's P): they were placed under another config. One line per SELL, saying both targets."""
+    out = []
+    for o in open_orders:
+        if o.side is not Side.SELL or not o.live or o.limit is None:
+            continue
+        tag = parse_own(o.ref, strategy_id) if o.ref else None
+        if tag is None or tag.side is not Side.SELL or tag.price <= 0:
+            continue
+        expected = sell_price(tag.price, params.profit_target)
+        if o.limit != expected:
+            placed_at = ((o.limit / tag.price - 1) * 100).quantize(Decimal("0.01"))
+            out.append(f"SELL {o.order_id} (L{tag.level}, bought @ {_fmt(tag.price)}) rests at {_fmt(o.limit)}, "
+                       f"+{placed_at}%; profit_target {(params.profit_target * 100).normalize():f}% would be {_fmt(expected)}")
+    return out
+
+
 def execution_pnl(
     executions: Iterable[Fill], strategy_id: str, symbol: str, after_ns: int, seen_at_after: Iterable[str] = ()
 ) -> tuple[Decimal, Decimal, int, frozenset[str], set[str]]:
