@@ -82,6 +82,9 @@ class TimerDue:
     time_ns: int
 
 
+WARN_AGAIN_NS = 3600 * 1_000_000_000  # a strategy's same warning is told again after an hour (host clock)
+
+
 class Timers:
     """Strategy timers on the host clock. Setting a name again replaces the earlier one."""
 
@@ -497,11 +500,17 @@ class Engine:
         """A strategy's warning: notified, and kept for the summary (by title: first time, count)."""
         seen = self.warnings.get(alert.title)
         if seen is None:
-            self.warnings[alert.title] = {"title": alert.title, "details": alert.details, "count": 1,
-                                          "first_ns": alert.time_ns}
-        else:
-            seen["count"] += 1
-            seen["details"] = alert.details  # the newest
+            seen = self.warnings[alert.title] = {"title": alert.title, "details": alert.details, "count": 0,
+                                                 "first_ns": alert.time_ns, "told_ns": None}
+        seen["count"] += 1
+        seen["details"] = alert.details  # the newest
+        # Told once, then (live) again at most once per hour of the host clock: the same warning,
+        # a grid re-buying its last level all afternoon, must not flood a phone or the terminal.
+        # Every one is counted for the summary.
+        told = seen.get("told_ns")
+        if told is not None and (not self.live_state_flush or alert.time_ns - told < WARN_AGAIN_NS):
+            return  # a replay tells it once: the summary has the count
+        seen["told_ns"] = alert.time_ns
         if self.live_state_flush:  # live: the notifiers too; a replay only logs it (no pushes from a backtest)
             self.notify(alert, ctx)
         else:
