@@ -1,7 +1,7 @@
 """What a state folder's run was made with, so that a resume cannot silently ignore the config.
 
 A resumed run continues the one its state folder holds. If the config now says something else
-that changes the result (a grid parameter, another data file, another venue setting), resuming
+that changes the result (a grid parameter, another venue setting), resuming
 would splice two different runs into one set of outputs. The run records the parts of its
 config that decide the result in the state, and a later run whose config differs refuses with
 exit 2, naming each difference and the ways out (``--fresh``, or another ``--state``).
@@ -24,8 +24,10 @@ def result_config(run, replay: bool) -> dict[str, Any]:
     """The parts of a validated config that decide what the run does, as plain JSON values."""
     out: dict[str, Any] = {"strategies": [_section(s) for s in run.strategies]}
     if replay:
+        # The simulated venue's own settings (commission, partial fills...) decide fills too.
+        # The feed does not count: a paper account may go on with the next day's data (the
+        # venue's clock skips what it has already seen).
         out["broker"] = _section(run.broker)
-        out["feed"] = _section(run.feed)
     return out
 
 

@@ -47,10 +47,13 @@ def test_a_changed_grid_parameter_is_refused_and_nothing_is_touched(finished):
     assert {p.name: p.read_bytes() for p in [state / "venue.sqlite", state / "out" / "fills.csv"]} == before
 
 
-def test_other_data_is_refused_too(finished):
-    data = write_bars(finished / "other.csv", [50 + 0.1 * i for i in range(50)])
-    r = bothost("run", str(PAPER), "--state", "S", "--no-progress", "--data", str(data), cwd=finished)
-    assert r.returncode == 2 and "feed." in r.stderr and "other.csv" in r.stderr, r.stderr
+def test_a_venue_setting_is_refused_too_but_the_next_days_data_goes_on(finished):
+    r = bothost("run", str(PAPER), "--state", "S", "--no-progress", "--set", "broker.commission_min=2",
+                cwd=finished)
+    assert r.returncode == 2 and "broker.commission_min" in r.stderr, r.stderr
+    later = write_bars(finished / "later.csv", [50 + 0.1 * i for i in range(50)], start="2031-01-02T09:30:00-05:00")
+    r = bothost("run", str(PAPER), "--state", "S", "--no-progress", "--data", str(later), cwd=finished)
+    assert r.returncode == 0, r.stderr  # the same paper account, on later data
 
 
 def test_a_setting_that_changes_no_result_resumes(finished):
