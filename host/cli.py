@@ -171,7 +171,8 @@ class _Commands(click.Group):
 
     LAZY = {"sim-tws": "bothost_plugins.sim_tws.cli:sim_tws_command",
             "sim-alpaca": "bothost_plugins.sim_alpaca.cli:sim_alpaca_command",
-            "sim": "bothost_plugins.sim_alpaca.cli:sim_command"}
+            "sim": "bothost_plugins.sim_alpaca.cli:sim_command",
+            "sweep": "bothost.sweep.command:sweep_command"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.LAZY])
