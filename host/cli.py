@@ -172,6 +172,8 @@ class _Commands(click.Group):
     LAZY = {"sim-tws": "bothost_plugins.sim_tws.cli:sim_tws_command",
             "sim-alpaca": "bothost_plugins.sim_alpaca.cli:sim_alpaca_command",
             "sim": "bothost_plugins.sim_alpaca.cli:sim_command",
+            "serve": "bothost.serve.commands:serve_command",
+            "report": "bothost.serve.commands:report_command",
             "sweep": "bothost.sweep.command:sweep_command"}
 
     def list_commands(self, ctx):
@@ -353,11 +355,19 @@ def run(config, overrides, state, out, data, verify_skips, progress, verbose, st
 
 @cli.command()
 @_with_run_options
+@click.option("--html", is_flag=True, help="also write report.html beside fills.csv (one self-contained file)")
 @guarded
-def backtest(config, overrides, state, out, data, verify_skips, progress, verbose) -> None:
+def backtest(config, overrides, state, out, data, verify_skips, progress, verbose, html=False) -> None:
     """A fresh replay of CONFIG's strategies on the simulated venue (the config's broker and
     feed are replaced by sim_broker and a replay of --data, or synthetic data without it)."""
-    _run(config, overrides, state, out, data, True, verify_skips, progress, verbose)
+    if not html:
+        _run(config, overrides, state, out, data, True, verify_skips, progress, verbose)
+        return
+    from .serve.commands import backtest_report
+
+    out = out or Path("out") / f"{config.stem}-backtest"
+    with backtest_report(out, state or out / "state"):
+        _run(config, overrides, state, out, data, True, verify_skips, progress, verbose)
 
 
 @cli.command()

@@ -550,6 +550,10 @@ class Book:
             "open_lots": len(lots),
             "shares": sum(d["quantity"] for d in lots),
             "deepest_level": self.deepest_level(),
+            # The grid's shape, so a reader (`bothost serve`, report.html) can draw the trigger
+            # ladder from the anchor: T(k) = round2(T(k-1) x (1 - buy_step)), k < levels.
+            "grid": {"buy_step": str(self.params.buy_step), "profit_target": str(self.params.profit_target),
+                     "queue_depth": self.params.queue_depth, "levels": len(self.lot_map)},
             "queue": [
                 {"order_id": b.order_id, "level": b.level, "quantity": b.quantity, "price": format_price(b.price),
                  "filled": b.filled, **({"inactive": True} if b.inactive else {})}

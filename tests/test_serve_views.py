@@ -1,0 +1,243 @@
+"""bothost.serve's pure parts: the page's data from the bot's files (views), the files read
+without a write (sources), the bind guard and the report's self-containment. No browser here
+(tests/test_serve.py drives one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from decimal import Decimal as D
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bothost.serve import views
+from bothost.serve.commands import check_bind, needs_token
+from bothost.serve.report import render_report
+from bothost.serve.sources import Reader, Sources, open_readonly, parse_iso_ns, signature
+from bothost.serve.sse import encode
+from bothost.errors import InputError
+from bothost_plugins.tqqq_grid.grid import trigger_chain as grid_chain
+from bothost_plugins.tqqq_grid.plugin import describe_order_ref
+
+from conftest import run_in_process
+
+
+def describe(ref: str):
+    return describe_order_ref(ref=ref)
+
+
+LOTS = [{"level": 0, "quantity": 94, "purchase": "49.98", "sell_price": "50.48", "sell_order_id": "2"},
+        {"level": 1, "quantity": 88, "purchase": "49.48", "sell_price": "49.97", "sell_order_id": "7"}]
+QUEUE = [{"order_id": "8", "level": 2, "quantity": 82, "price": "48.99", "filled": 0},
+         {"order_id": "9", "level": 3, "quantity": 77, "price": "48.50", "filled": 0}]
+BOOK = {"symbol": "TQQQ", "anchor": "49.98", "lots": LOTS, "open_lots": 2, "shares": 182, "deepest_level": 1,
+        "queue": QUEUE, "entry": None, "realized_pnl": "10.00", "fees": "4.00", "net_realized_pnl": "6.00",
+        "grid": {"buy_step": "0.01", "profit_target": "0.01", "queue_depth": 3, "levels": 88}}
+
+
+@pytest.mark.parametrize("anchor,step", [("49.98", "0.01"), ("100", "0.01"), ("37.777", "0.0125"), ("12.34", "0.05")])
+def test_trigger_chain_is_the_grids_own(anchor, step):
+    assert views.trigger_chain(D(anchor), D(step), 88) == list(grid_chain(D(anchor), D(step), 88))
+
+
+def test_ladder_around_the_last_price_marks_lots_and_working_buys():
+    lad = views.ladder(BOOK, views.grid_params(BOOK, None), D("49.10"), around=3)
+    rows = {r["level"]: r for r in lad["rows"]}
+    assert [r["level"] for r in lad["rows"]] == [0, 1, 2, 3, 4, 5]
+    assert lad["next_level"] == 2  # the first trigger below 49.10 is L2's 48.99
+    assert [r["trigger"] for r in lad["rows"]] == ["49.98", "49.48", "48.99", "48.50", "48.02", "47.54"]
+    assert rows[0]["lots"] == [{"quantity": 94, "purchase": "49.98", "sell_price": "50.48"}]
+    assert rows[2]["buys"][0] == {"role": "queue", "order_id": "8", "quantity": 82, "price": "48.99", "filled": 0}
+    assert [r["above_last"] for r in lad["rows"]] == [True, True, False, False, False, False]
+    assert rows[5]["lots"] == rows[5]["buys"] == []
+    # deep in the map: the window follows the price, clipped at the last level
+    deep = views.ladder(BOOK, views.grid_params(BOOK, None), D("1.00"), around=3)
+    assert deep["rows"][-1]["level"] == 87 and len(deep["rows"]) == 6
+
+
+def test_ladder_params_from_the_recorded_config_and_none_without_them():
+    book = {k: v for k, v in BOOK.items() if k != "grid"}
+    recorded = {"use": "tqqq_grid", "symbol": "TQQQ", "buy_step": "1%", "profit_target": "1%", "queue_depth": 3}
+    params = views.grid_params(book, recorded)
+    assert params["buy_step"] == D("0.01") and params["levels"] is None
+    lad = views.ladder(book, params, D("49.10"))
+    assert lad["rows"][0]["trigger"] == "49.98" and lad["levels"] is None  # the lot map's size is not known
+    # as deep as the queue goes and a few beyond (3 + 3 + 6), 2 x 6 rows of it around the price
+    assert [r["level"] for r in lad["rows"]] == list(range(12))
+    assert views.ladder(book, None, D("49.10")) is None
+    assert views.ladder({**BOOK, "anchor": None}, views.grid_params(BOOK, None), D("49.10")) is None
+
+
+def _fills():
+    return [{"n": 1, "time_ns": 1_704_205_815_000_000_000, "side": "BUY", "quantity": 94, "price": "49.98",
+             "commission": "1.00", "order_id": "1", "ref": "tqqq_grid:BUY:L0:M50.00:T1704205800000"},
+            {"n": 2, "time_ns": 1_704_206_000_000_000_000, "side": "BUY", "quantity": 88, "price": "49.48",
+             "commission": "1.00", "order_id": "3", "ref": "tqqq_grid:BUY:L1:A49.98"},
+            {"n": 3, "time_ns": 1_704_207_000_000_000_000, "side": "SELL", "quantity": 88, "price": "49.97",
+             "commission": "1.00", "order_id": "4", "ref": "tqqq_grid:SELL:L1:P49.48:A49.98:B3"}]
+
+
+def test_position_is_the_summarys_when_the_run_ended():
+    summary = {"status": "done", "open_position": 94, "last_price": "49.00", "open_cost": "4698.12",
+               "market_value": "4606.00", "unrealized_pnl": "-92.12", "realized_pnl": "43.12", "fees": "3.00",
+               "net_realized_pnl": "40.12", "total_pnl": "-52.00", "equity": "-52.00", "lowest_equity": "-60.00",
+               "peak_capital_committed": "9052.36", "max_drawdown": "70.00"}
+    src = Sources(None, None, status={"summary": summary, "strategies": {"g": {"book": BOOK}}}, status_mtime_ns=2)
+    data = views.page_data(src, describe)
+    assert data["position"]["source"] == "summary"
+    assert all(data["position"][k] == summary[k] for k in views.POSITION_KEYS)
+    assert data["summary"]["status"] == "done" and data["status"] == "done" and not data["from_backup"]
+
+
+def test_position_marked_to_the_last_price_while_a_replay_runs():
+    backup = {"symbol": "TQQQ", "anchor": "49.98", "lots": [LOTS[0]], "gross_pnl": "43.12", "fees": "3.00",
+              "realized_pnl": "40.12"}
+    state = {"strategies": {"__config__": {"strategies": [{"use": "tqqq_grid", "symbol": "TQQQ", "buy_step": "1%",
+                                                             "queue_depth": 3}]},
+                            "tqqq_grid": backup}}
+    orders = [{"order_id": "5", "side": "BUY", "quantity": 82, "filled": 0, "limit_cents": 4899, "order_type": "LMT",
+               "aux_cents": None, "ref": "tqqq_grid:BUY:L2:A49.98", "placed_ns": 1, "status": "submitted"},
+              {"order_id": "6", "side": "SELL", "quantity": 94, "filled": 0, "limit_cents": 5048, "order_type": "LMT",
+               "aux_cents": None, "ref": "tqqq_grid:SELL:L0:P49.98:A49.98:B1", "placed_ns": 1, "status": "submitted"}]
+    # an older status.json (another run's) and a newer backup: the backup and the venue win
+    src = Sources(None, None, status={"summary": {"status": "done", "last_price": "1.00"},
+                                      "strategies": {"tqqq_grid": {"book": BOOK, "reconstruct": ["found x"]}}},
+                  status_mtime_ns=1, state=state, state_mtime_ns=2, fills=_fills(), fills_source="venue.sqlite",
+                  venue_orders=orders, samples_last=(1_704_207_000_000_000_000, 4900))
+    data = views.page_data(src, describe)
+    assert data["from_backup"] and data["status"] == "running"
+    src.run_alive = False  # the pid in .lock is gone: the run was killed before it wrote status.json
+    assert views.page_data(src, describe)["status"] == "stopped"
+    src.run_alive = None
+    s = data["strategies"][0]
+    assert s["source"] == "bot_state.json" and s["book"]["lots"] == [LOTS[0]] and s["book"]["shares"] == 94
+    assert s["book"]["queue"] == [{"order_id": "5", "level": 2, "quantity": 82, "price": "48.99", "filled": 0}]
+    assert s["reconstruct"] == ["found x"] and s["ladder"]["rows"][0]["lots"][0]["purchase"] == "49.98"
+    pos = data["position"]
+    assert pos["source"] == "computed" and pos["last_price"] == "49.00" and pos["open_position"] == 94
+    assert D(pos["open_cost"]) == 94 * D("49.98") and D(pos["market_value"]) == 94 * D("49.00")
+    assert D(pos["unrealized_pnl"]) == 94 * (D("49.00") - D("49.98"))
+    assert D(pos["total_pnl"]) == D("40.12") + D(pos["unrealized_pnl"])
+    cash = -94 * D("49.98") - 88 * D("49.48") + 88 * D("49.97") - 3
+    assert D(pos["equity"]) == cash + 94 * D("49.00")
+    assert [r["level"] for r in data["fills"]["recent"]] == [1, 1, 0]  # newest first, levels from the tags
+    assert data["fills"]["count"] == 3 and data["fills"]["last_n"] == 3
+    assert data["chart"]["t"] == [f["time_ns"] // 1_000_000 for f in _fills()] + [1_704_207_000_000]
+
+
+def test_warnings_and_alert():
+    w = {"title": "tqqq_grid: out of lot map levels", "details": "all 88", "count": 2, "first": "2024-01-02T10:00:00-05:00"}
+    src = Sources(None, None, status={"summary": {"warnings": [w], "alert": "S1!"}, "alert": "S1!"}, status_mtime_ns=1)
+    data = views.page_data(src)
+    assert data["warnings"] == [w] and data["alert"] == "S1!"
+    running = Sources(None, None, state={"strategies": {"__replay__": {"warnings": [
+        {"title": "t", "details": "d", "count": 1, "first_ns": 1_704_205_815_000_000_000}]}}}, state_mtime_ns=1)
+    assert views.page_data(running)["warnings"] == [{"title": "t", "details": "d", "count": 1,
+                                                     "first": "2024-01-02T09:30:15-05:00"}]
+
+
+def test_chart_is_bounded_and_keeps_lows_and_highs():
+    t = np.arange(100_000, dtype=np.int64) * 1_000_000_000
+    p = (5000 + 100 * np.sin(np.arange(100_000) / 500)).astype(np.int64)
+    p[54_321] = 1234  # one deep spike must survive the thinning
+    chart = views.chart_series(t, p, (int(t[-1]) + 10**9, 4999), most=500)
+    assert len(chart["t"]) == 1001 and min(chart["p"]) == 12.34 and chart["p"][-1] == 49.99
+    assert chart["t"] == sorted(chart["t"])
+    assert len(views.thin(list(range(10_000)), 100)) <= 101
+
+
+def test_empty_folder_is_a_page_that_waits(tmp_path):
+    data = views.page_data(Reader(tmp_path / "nothing", tmp_path / "nothing" / "out").read(), describe)
+    assert not data["has_data"] and data["fills"]["count"] == 0 and data["strategies"] == []
+    json.loads(encode(data))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("finished")
+    result = run_in_process(tmp, overrides=["feed.synthetic.bars=4000"])
+    assert result.status == "done"
+    return tmp
+
+
+def test_a_finished_run_reads_as_status_json_says(finished):
+    state, out = finished / "state", finished / "out"
+    before = sorted(os.listdir(state))
+    data = views.page_data(Reader(state, out).read(), describe)
+    assert sorted(os.listdir(state)) == before  # no -wal, no -shm, nothing written
+    status = json.loads((state / "status.json").read_text())
+    book = status["strategies"]["tqqq_grid"]["book"]
+    s = data["strategies"][0]
+    assert s["book"]["lots"] == book["lots"] and s["book"]["queue"] == book["queue"]
+    assert s["book"]["grid"]["levels"] == 88 and s["ladder"]["buy_step"] == "0.01"
+    assert all(data["position"][k] == status["summary"][k] for k in views.POSITION_KEYS)
+    assert data["fills"]["count"] == status["summary"]["fills"] == len((out / "fills.csv").read_text().splitlines()) - 1
+    # the same fills from fills.csv alone (no state folder): levels and prices as written there
+    alone = views.page_data(Reader(None, out).read(), describe)
+    assert alone["fills"]["recent"] == data["fills"]["recent"]
+    assert alone["position"] == data["position"]
+
+
+def test_sqlite_read_while_the_bot_has_it_open_leaves_no_file_behind(tmp_path):
+    path = tmp_path / "venue.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    with_writer = sorted(os.listdir(tmp_path))
+    reader = open_readonly(path)
+    assert reader.execute("SELECT COUNT(*) FROM t").fetchone() == (1,)
+    with pytest.raises(sqlite3.OperationalError):
+        reader.execute("INSERT INTO t VALUES (2)")
+    reader.close()
+    assert sorted(os.listdir(tmp_path)) == with_writer
+    writer.close()  # the bot is gone: its -wal and -shm go with it, and reading makes none
+    alone = sorted(os.listdir(tmp_path))
+    reader = open_readonly(path)
+    assert reader.execute("SELECT COUNT(*) FROM t").fetchone() == (1,)
+    reader.close()
+    assert sorted(os.listdir(tmp_path)) == alone == ["venue.sqlite"]
+
+
+def test_the_last_runs_pid_is_read_not_locked(tmp_path):
+    from bothost.serve.sources import lock_holder_alive
+
+    assert lock_holder_alive(tmp_path) is None
+    (tmp_path / ".lock").write_text(f"{os.getpid()}\n")
+    assert lock_holder_alive(tmp_path) is True
+    (tmp_path / ".lock").write_text("999999999\n")
+    assert lock_holder_alive(tmp_path) is False
+
+
+def test_signature_changes_with_any_file(tmp_path):
+    (tmp_path / "out").mkdir()
+    first = signature(tmp_path, tmp_path / "out")
+    (tmp_path / "out" / "fills.csv").write_text("time\n")
+    assert signature(tmp_path, tmp_path / "out") != first
+
+
+def test_iso_times_of_fills_csv():
+    assert parse_iso_ns("2024-01-02T09:30:15-05:00") == 1_704_205_815_000_000_000
+    assert parse_iso_ns("2024-01-02T09:30:15.250000-05:00") == 1_704_205_815_250_000_000
+
+
+def test_the_bind_guard():
+    assert not needs_token("127.0.0.1")
+    for host in ("127.0.0.2", "0.0.0.0", "::", "192.168.1.5", "localhost"):
+        assert needs_token(host)
+        with pytest.raises(InputError, match="--token"):
+            check_bind(host, None)
+        check_bind(host, "T")
+    check_bind("127.0.0.1", None)
+
+
+def test_report_is_one_file_with_nothing_to_fetch():
+    html = render_report({"has_data": False, "text": "</script><b>"}, "t")
+    assert "</script><b>" not in html and "\\u003c/script>" in html
+    lowered = html.lower()
+    for needle in ("src=", "href=", "http:", "https:", "url(", "@import", "<link"):
+        assert needle not in lowered, needle
+    assert Path(views.__file__).with_name("static").joinpath("app.js").exists()
