@@ -35,6 +35,13 @@ class SimBrokerConfig(BaseModel):
     reject_refs: list[str] = Field(default_factory=list, description="reject (201, then Cancelled) orders whose tag matches")
     inactive_refs: list[str] = Field(default_factory=list, description="park orders whose tag matches as Inactive")
     broker_like: bool = Field(False, description="shorthand: late_acks, late_cancels and commission_later")
+    # Reporting faults, for fault campaigns (tests/test_venue_fault_campaign.py). Off by default.
+    duplicate_execs: int = Field(0, ge=0, description="report every Nth execution twice (0: never)")
+    execs_after_status: bool = Field(
+        False, description="report executions after the status they caused and the tick's cancels")
+    disconnect_at_execs: list[int] = Field(
+        default_factory=list, description="drop the connection right after these executions (1-based): "
+                                          "never reported, the run ends as a broker gone away")
 
     def is_live(self) -> bool:
         """S2: the simulated venue never trades real money."""
@@ -44,7 +51,9 @@ class SimBrokerConfig(BaseModel):
         on = self.broker_like
         return BrokerLike(late_acks=self.late_acks or on, late_cancels=self.late_cancels or on,
                           commission_later=self.commission_later or on, reject_refs=tuple(self.reject_refs),
-                          inactive_refs=tuple(self.inactive_refs))
+                          inactive_refs=tuple(self.inactive_refs), duplicate_execs=self.duplicate_execs,
+                          execs_after_status=self.execs_after_status,
+                          disconnect_at_execs=tuple(self.disconnect_at_execs))
 
 
 class SimBroker:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from bothost.hookspecs import BrokerUnavailable
 from bothost.model import (
     CommissionReport,
     Fill,
@@ -106,6 +107,25 @@ class BrokerLike:
     reject_refs: tuple[str, ...] = ()
     #: orders whose tag matches are parked INACTIVE (accepted, never working)
     inactive_refs: tuple[str, ...] = ()
+    #: every Nth execution (by the venue's execution number) is reported twice, the copy after
+    #: the order's status (IB sends an execDetails again after a reconnect, or just twice); with
+    #: ``commission_later`` its CommissionReport is repeated too. 0: off
+    duplicate_execs: int = 0
+    #: executions are reported after the order's status change they caused, and after this
+    #: tick's pending cancels took effect (IB may send orderStatus Filled, or Cancelled with a
+    #: filled quantity, before execDetails): a strategy meets a final status with fills it has
+    #: not been shown yet
+    execs_after_status: bool = False
+    #: at these execution numbers the connection drops right after the venue executed: the
+    #: execution is kept (and saved) but never reported, and the venue raises
+    #: :class:`~bothost.hookspecs.BrokerUnavailable` (the run ends as with a broker that went
+    #: away, exit 4); the next start reconstructs from the venue (a disconnect mid-fill)
+    disconnect_at_execs: tuple[int, ...] = ()
+
+    @property
+    def reports_late(self) -> bool:
+        """Any option that changes how executions are reported (the slower matching path)."""
+        return bool(self.duplicate_execs or self.execs_after_status or self.disconnect_at_execs)
 
     def matches(self, patterns: tuple[str, ...], ref: str) -> bool:
         return any(re.search(p, ref) for p in patterns)
@@ -157,6 +177,7 @@ class Venue:
         # looks only at the SELLs it can reach.
         self._buys: list[SimOrder] = []
         self._sells: list[SimOrder] = []
+        self._late_reports: dict[str, CommissionReport] = {}  # commission_later + reports_late
 
     def add(self, order: SimOrder) -> None:
         self.orders[order.id] = order
@@ -288,11 +309,40 @@ class Venue:
         self.last = price
         if self.unacked:
             self._acknowledge(time_ns)
-        if self.cancelling:
+        if self.like.reports_late:
+            yield from self._match_reporting_late(time_ns, price)
+        elif self.cancelling:
             yield from self._match(time_ns, price)
             self._finish_cancels()
         else:
             yield from self._match(time_ns, price)
+
+    def _match_reporting_late(self, time_ns: int, price: int) -> Iterator[Fill]:
+        """``match`` with the reporting faults of :class:`BrokerLike` (duplicate executions,
+        executions after their status, a disconnect mid-fill). The matching is the same."""
+        like = self.like
+        held: list[object] = []  # execs_after_status: reported after the tick's statuses
+        for fill in self._match(time_ns, price):
+            number = int(fill.exec_id[1:])
+            report = self._late_reports.pop(fill.exec_id, None)  # commission_later's report
+            events: list[object] = [fill] if report is None else [fill, report]
+            if like.duplicate_execs and number % like.duplicate_execs == 0:
+                events += events  # the copy comes after the order's status (emitted already)
+            if number in like.disconnect_at_execs:
+                raise BrokerUnavailable(f"the simulated venue dropped the connection right after execution "
+                                        f"{fill.exec_id} (disconnect_at_execs): it was never reported")
+            if like.execs_after_status:
+                held += events
+                continue
+            # The first report is handed over as the engine expects (it is handled before what
+            # it caused); the rest are queued behind the order's status.
+            for event in events[1:]:
+                self.emit(event)
+            yield events[0]
+        if self.cancelling:
+            self._finish_cancels()
+        for event in held:
+            self.emit(event)
 
     def _match(self, time_ns: int, price: int) -> Iterator[Fill]:
         arrived = self.arriving
@@ -359,7 +409,11 @@ class Venue:
         self.unsaved.append(fill)
         if self.like.commission_later:
             # The venue keeps the whole execution; the strategy hears of its commission after it.
-            self.emit(CommissionReport(exec_id, commission, time_ns))
+            report = CommissionReport(exec_id, commission, time_ns)
+            if self.like.reports_late:
+                self._late_reports[exec_id] = report  # _match_reporting_late sends it after the fill
+            else:
+                self.emit(report)
             fill = dataclasses.replace(fill, commission=None)
         self.dirty_orders[order.id] = order
         if order.filled >= order.quantity:

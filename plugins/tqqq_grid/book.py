@@ -16,6 +16,7 @@ State, all small dicts:
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +42,10 @@ from .records import LiveBuy, Lot
 from .tags import format_price, queue_tag
 
 STATE_VERSION = 1
+#: how many executions (by exec id) and ended BUYs the book remembers, to recognise one
+#: reported again or late (a bounded memory: a long run must not grow without end)
+REMEMBER_EXECS = 16384
+REMEMBER_ENDED = 4096
 _ZERO = Decimal(0)
 
 
@@ -86,6 +91,14 @@ class Book:
         self._every_tick: bool | None = None
         self._lot_cache: dict[str, tuple[tuple, dict]] = {}
         self._deepest: int | None = None  # cache of deepest_level(); reset whenever lots are added or removed
+        #: executions already booked (the newest REMEMBER_EXECS): one delivered again (a broker
+        #: replaying them after a reconnect, or reporting one twice) is ignored, also after its
+        #: order has ended (hookspecs.on_fill: "an execution can be delivered twice")
+        self._booked_execs: OrderedDict[str, None] = OrderedDict()
+        #: BUYs that ended, order id -> the filled quantity their lot was made of: IB may report
+        #: an order's final status (Cancelled with a filled quantity) before the execution itself,
+        #: and that execution then belongs to a lot already made
+        self._ended_buys: OrderedDict[str, int] = OrderedDict()
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -175,6 +188,9 @@ class Book:
             self.fees += fees
             self.pnl_ns, self.pnl_ids = last_ns, set(ids)
         self.fee_pending |= unpriced
+        # Reconstruct accounted for every execution in the snapshot: one reported again later
+        # (a broker replaying executions after the reconnect) is not a new fill.
+        self._remember_execs(e.exec_id for e in tuple(snapshot.executions)[-REMEMBER_EXECS:])
         self.reconstructed = True
 
         self.set_anchor(result.anchor)
@@ -278,11 +294,16 @@ class Book:
     def on_fill(self, ctx, fill: Fill) -> None:
         if self.halted:
             return
+        if fill.exec_id in self._booked_execs:
+            self.log.warning("duplicate execution %s of %s %s ignored (reported again)", fill.exec_id,
+                             fill.side.value, fill.order_id)
+            return
         self.last_event_ns = fill.time_ns
         if fill.side is Side.BUY:
             b = self.buys.get(fill.order_id)
             if b is None:
-                self._unknown_fill(ctx, fill)
+                if not self._late_exec_of_ended_buy(ctx, fill):
+                    self._unknown_fill(ctx, fill)
                 return
             if fill.order_filled <= b.filled:
                 self.log.warning("duplicate execution %s of BUY %s ignored", fill.exec_id, fill.order_id)
@@ -315,7 +336,29 @@ class Book:
         self._dirty = True
         self.flush(ctx)
 
+    def _late_exec_of_ended_buy(self, ctx, fill: Fill) -> bool:
+        """An execution of a BUY whose final status came first (its lot was made from the
+        status's filled quantity): only its commission is left to book. False if it is not one."""
+        made_of = self._ended_buys.get(fill.order_id)
+        if made_of is None or fill.order_filled > made_of:
+            return False  # shares the book never counted: the caller halts (I3)
+        self._book_exec(fill)
+        self.log.info("execution %s of BUY %s came after the order's final status: its lot was made already",
+                      fill.exec_id, fill.order_id)
+        self._dirty = True
+        self.flush(ctx)
+        return True
+
+    def _remember_execs(self, exec_ids) -> None:
+        booked = self._booked_execs
+        for exec_id in exec_ids:
+            booked[exec_id] = None
+            booked.move_to_end(exec_id)
+        while len(booked) > REMEMBER_EXECS:
+            booked.popitem(last=False)
+
     def _book_exec(self, fill: Fill) -> None:
+        self._remember_execs((fill.exec_id,))
         if fill.commission is None:
             self.fee_pending.add(fill.exec_id)  # booked when its CommissionReport arrives
         else:
@@ -343,6 +386,9 @@ class Book:
             self.entry_id = None
         if b.filled <= 0:
             return
+        self._ended_buys[b.order_id] = b.filled
+        if len(self._ended_buys) > REMEMBER_ENDED:
+            self._ended_buys.popitem(last=False)
         purchase = b.avg_price if b.avg_price is not None else b.price
         if b.is_entry:
             if self.lots:
