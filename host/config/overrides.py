@@ -9,6 +9,7 @@ Errors are reported with the pseudo file name ``--set``, line 1, column 1.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from .errors import SET_FILE, SET_HINT, ConfigError, Pos
+from .masking import is_secret
 from .positions import KeyPath, SourceMap
 from .yamlfile import parse_scalar
 
@@ -23,7 +25,30 @@ SET_POS = Pos(SET_FILE, 1, 1)
 
 
 def _fail(text: str, problem: str) -> ConfigError:
+    if _holds_secret(text):
+        # Never echo a secret: the value (and what a parser quoted of it, in the parentheses
+        # or the reprs of the problem) is left out; the key path and the kind of mistake stay.
+        path, eq, _ = text.partition("=")
+        names = {p.strip() for p in path.split(".")}
+        text = f"{path.strip()}=***" if eq else "***"
+        problem = re.sub(r"'([^']*)'|\"([^\"]*)\"",
+                         lambda m: m.group(0) if (q := m.group(1) or m.group(2) or "") in names
+                         or not re.search(r"\w", q) else "'***'", problem)
+        problem = re.sub(r"\s*\(.*\)", "", problem, flags=re.S)
     return ConfigError.at(SET_POS, f"cannot apply {text!r}: {problem}", hint=SET_HINT)
+
+
+def _holds_secret(text: str) -> bool:
+    """Does ``--set PATH=VALUE`` set a secret (a secret key in the path, or a secret-named key
+    inside a flow-collection value such as ``feed={use: x, key: ...}``)?"""
+    path, eq, value = text.partition("=")
+    if not eq:  # `--set feed.key:VALUE`: no '=', the value may be anywhere in it
+        return any(is_secret(word) for word in re.split(r"[^A-Za-z_]+", text) if word)
+    if not value.strip():
+        return False
+    if any(is_secret(part.strip()) for part in path.split(".")):
+        return True
+    return any(is_secret(name) for name in re.findall(r"([A-Za-z_][\w-]*)\s*:", value))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
