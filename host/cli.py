@@ -265,7 +265,9 @@ def _run(config: Path, overrides, state: Path | None, out: Path | None, data: Pa
         if fresh:
             _move_aside(state)
     console = _console()
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from .state import ensure_state_dir
+
+    ensure_state_dir(state)  # created and proved writable, or exit 2 naming it and the fix
     setup_logging(state / "bot_log.txt", _console(stderr=True), verbose)
     opts = RunOptions(state_dir=state, out_dir=out, verify_skips=verify_skips,
                       progress=progress and console.is_terminal, title=config.name,

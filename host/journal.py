@@ -32,22 +32,53 @@ CREATE TABLE IF NOT EXISTS commissions (exec_id TEXT PRIMARY KEY, commission TEX
 """
 
 
+COLUMNS = ("n", "exec_id", "order_id", "perm_id", "time_ns", "symbol", "side", "quantity", "price", "commission",
+           "ref", "order_quantity", "order_filled", "order_avg")
+
+
+def _hint(path: Path) -> str:
+    return (f"move it aside (mv {path} {path}.bad) and run again, or move the state folder aside or pass "
+            "--state DIR for a fresh run; the broker's orders are the truth, so a live bot rebuilds from "
+            "them (the broker still has its recent executions, but fills.csv will start afresh)")
+
+
 class ExecutionJournal:
+    """Opening the journal checks it (PRAGMA quick_check, its tables) before anything writes to
+    it: a damaged or foreign file is bad input (exit 2) naming the file and the way out."""
+
     def __init__(self, path: Path):
         self.path = path
+        existed = path.exists() and path.stat().st_size > 0
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # private from the first byte
+        self.db = None
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
+            if existed:
+                problem = self.db.execute("PRAGMA quick_check").fetchone()[0]
+                if problem != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed ({problem})")
+                self._check_tables()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
-            problem = self.db.execute("PRAGMA quick_check").fetchone()[0]
-            if problem != "ok":
-                raise sqlite3.DatabaseError(problem)
         except sqlite3.DatabaseError as exc:
-            raise InputError(f"the execution journal is unreadable: {exc}", path,
-                             hint=f"move it aside (mv {path} {path}.bad); the broker still has its "
-                                  "recent executions, but fills.csv will start afresh") from exc
+            self.close()
+            raise InputError(f"the execution journal is unreadable: {exc}", path, hint=_hint(path)) from None
+        except InputError:
+            self.close()
+            raise
+
+    def _check_tables(self) -> None:
+        tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return  # an empty database: a journal that was never written to
+        if "executions" not in tables:
+            raise InputError(f"the execution journal is not one: its tables are {', '.join(sorted(tables))}, "
+                             "not bothost's", self.path, hint=_hint(self.path))
+        columns = tuple(row[1] for row in self.db.execute("PRAGMA table_info(executions)"))
+        if columns != COLUMNS:
+            raise InputError("the execution journal was written by another bothost version (its executions "
+                             f"table has the columns {', '.join(columns)})", self.path, hint=_hint(self.path))
 
     def add(self, fill: Fill) -> bool:
         """Keep ``fill``; False if it was already kept (its commission is filled in if it was
@@ -91,4 +122,6 @@ class ExecutionJournal:
                        Decimal(avg), perm_id)
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None

@@ -26,7 +26,8 @@ from .errors import InputError
 from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, MatchingVenue, ReplayFeed
 from .journal import ExecutionJournal
 from .replay import ReplayDriver
-from .state import StateStore, atomic_write_json, ensure_state_dir, lock_state_dir
+from .state import (StateStore, atomic_write_json, check_out_dir, drop_damaged_picture, ensure_state_dir,
+                    is_disk_full, lock_state_dir, state_write, watch_state_writes)
 
 log = logging.getLogger("bothost.run")
 
@@ -96,7 +97,10 @@ def check_pairing(run, broker, feed) -> None:
 
 async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     started = time.perf_counter()
+    # Folders that cannot be written are found now, not after the replay (exit 2, the fix named).
     state_dir = ensure_state_dir(opts.state_dir)
+    if opts.out_dir is not None:
+        check_out_dir(opts.out_dir)
     lock = lock_state_dir(state_dir)  # one run per state folder: two would book every fill twice
     try:
         return await _execute_locked(run, pm, opts, console, started, state_dir)
@@ -146,6 +150,11 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
                     else int(run.engine.stale_after.total_seconds() * 1e9),
                     journal=journal, snapshot_timeout_s=run.engine.snapshot_timeout.total_seconds(),
                     snapshot_retries=run.engine.snapshot_retries)
+    # A state write that fails from here on (a full disk) is the run's critical alert (exit 3).
+    watch_state_writes(state_dir, engine)
+    # Damaged or foreign state is bad input (exit 2) before anything runs; a damaged picture is dropped.
+    state.check([(ctx.strategy_id, ctx.symbol) for ctx in engine.contexts])
+    drop_damaged_picture(state_dir / "price_samples.npz")
     log.info("run starting: config %s, state %s, broker %s, feed %s, strategies %s",
              run.path, state_dir, run.broker.use, run.feed.use, [s.id for s in run.strategies])
     sampler = report.PriceSampler()
@@ -189,11 +198,26 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
         live_samples.flush()
     if status == "critical" and engine.venue is not None:
         engine.venue.checkpoint()
-    summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases, worker)
+    outputs_failed = None
+    try:
+        summary = await _outputs(run, pm, engine, broker, feed, sampler, opts, started, status, phases, worker)
+    except OSError as exc:  # a full disk, say: the state holds everything, and a rerun writes them again
+        outputs_failed = exc
+        (log.error if status == "critical" else log.info)("the outputs were not written: %s", exc)
+        summary = {"status": status, "error": f"outputs not written: {exc}"}
+        if engine.alert is not None:
+            summary["alert"] = engine.alert.render()
     _write_status(state_dir, engine, summary)
     await _close(broker)
     if journal is not None:
         journal.close()
+    if outputs_failed is not None and status != "critical":
+        exc = outputs_failed
+        reason = "disk full" if is_disk_full(exc) else exc.strerror or str(exc)
+        raise InputError(f"the outputs could not be written: {reason}",
+                         exc.filename2 or exc.filename or opts.out_dir,
+                         hint="make room or fix the output folder, then run the same command again: the outputs "
+                              "are written again from the state") from exc
     log.info("run %s: %s ticks, %s fills, wall %ss", status, summary.get("ticks"), summary.get("fills", "-"),
              summary.get("wall_time_s"))
     return RunResult(status, summary)
@@ -281,7 +305,8 @@ def _save_progress(state: StateStore, engine: Engine, sampler, state_dir: Path) 
     """At each checkpoint: what a resumed replay needs to report the whole run, not its tail."""
     state.put(PROGRESS_SECTION, {**{k: getattr(engine.counters, k) for k in PROGRESS_COUNTERS},
                                  "warnings": list(engine.warnings.values())})
-    sampler.save(state_dir / "price_samples.npz")
+    picture = state_dir / "price_samples.npz"
+    state_write(picture, lambda: sampler.save(picture))  # a full disk: the run's critical alert
 
 
 def _restore_progress(state: StateStore, engine: Engine, sampler, state_dir: Path, upto_ns: int | None) -> None:

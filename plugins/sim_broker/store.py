@@ -7,12 +7,15 @@ that was never killed, order ids included (I5).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
 from bothost.errors import InputError
+from bothost.state import state_write
 from bothost.model import Fill, OrderStatus, OrderType, Side
 
 from .venue import SimOrder, Venue
@@ -38,32 +41,126 @@ CREATE INDEX IF NOT EXISTS executions_time ON executions (time_ns);
 """
 
 
+def _hint(path: Path) -> str:
+    folder = path.parent
+    return (f"{path.name} is the paper account itself (its orders, executions, cash and clock): restore it "
+            f"from a copy if you have one, or start the paper account over: move the state folder aside "
+            f"(mv {folder} {folder}.bad, or bothost run --fresh) or pass --state DIR for a fresh run "
+            f"(deleting {path.name} restarts the paper account from nothing)")
+
+
+#: Errors a damaged file can raise while it is read: SQLite's own, and values that do not parse.
+_UNREADABLE = (sqlite3.DatabaseError, ValueError, KeyError, TypeError, ArithmeticError)
+
+
 class VenueStore:
+    """The paper account's file. Opening it checks it (PRAGMA quick_check, the venue's tables, the
+    schema version, an account in it when the folder has run before): anything else is bad input
+    (exit 2) naming the file, what is wrong and the way out, and the file is left untouched."""
+
     def __init__(self, path: Path):
         self.path = path
-        fresh = not path.exists()
-        if fresh:
+        self.refused = False  # the file could not be read: it must not be written either
+        existed = path.exists()
+        empty = existed and path.stat().st_size == 0
+        if not existed:
             # Private from the first byte: the venue file holds the account's whole history.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self.db = None
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
+            # Everything is checked, reading only, before anything is written to a file that existed.
+            tables = set() if not existed or empty else self._inspect()
+            meta = self._meta() if "meta" in tables else {}
+            version = meta.get("schema")
+            if version not in (None, SCHEMA_VERSION):
+                raise InputError(f"venue database schema {version!r} is not {SCHEMA_VERSION!r}: it was written by "
+                                 "another bothost version", path, hint=_hint(path))
+            # No account in it, in a folder that has run before: the paper account is gone. A new
+            # one started silently would resume the bot on an account that never traded.
+            if existed and "next_order_id" not in meta and self._backup_exists():
+                what = ("the file is empty (0 bytes)" if empty else "the file has no tables" if not tables
+                        else "nothing was ever checkpointed in the file")
+                raise InputError(f"the paper account is gone: {what}, but {self._backup.name} next to it says "
+                                 "this folder has traded", path, hint=_hint(path))
+            if "next_order_id" in meta:
+                self._check_symbols(meta)
             # WAL + NORMAL: durable against a killed process (the case I5 is about), cheap commits.
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            version = self._meta().get("schema")
         except sqlite3.DatabaseError as exc:
-            raise InputError(f"the simulated venue's database is unreadable: {exc}", path,
-                             hint=f"move it aside (mv {path} {path}.bad) to start the paper account afresh") from exc
-        if version not in (None, SCHEMA_VERSION):
-            raise InputError(f"venue database schema {version!r} is not {SCHEMA_VERSION!r}", path,
-                             hint="it was written by another bothost version; move it aside to start afresh")
+            self._refuse()
+            raise InputError(f"the simulated venue's database is unreadable: {exc}", path, hint=_hint(path)) from None
+        except InputError:
+            self._refuse()
+            raise
+
+    @property
+    def _backup(self) -> Path:
+        return self.path.parent / "bot_state.json"
+
+    def _backup_exists(self) -> bool:
+        try:
+            return self._backup.stat().st_size > 0
+        except OSError:
+            return False
+
+    def _inspect(self) -> set[str]:
+        """Read-only checks of a file that existed, before anything writes to it."""
+        problem = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if problem != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({problem})")
+        tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = {"meta", "orders", "executions"}
+        if tables and not tables & ours:
+            raise InputError("not a simulated venue's database: its tables are "
+                             f"{', '.join(sorted(tables))}, none of the venue's", self.path, hint=_hint(self.path))
+        if tables and "meta" not in tables:
+            raise InputError("the simulated venue's database is damaged: its meta table is missing", self.path,
+                             hint=_hint(self.path))
+        return tables
+
+    def _check_symbols(self, meta: dict[str, str]) -> None:
+        """An account of other symbols than the backup beside it: the two come from different runs."""
+        try:
+            backup = json.loads(self._backup.read_bytes())
+            saved = {s["symbol"] for s in backup["strategies"].values()
+                     if isinstance(s, dict) and isinstance(s.get("symbol"), str)}
+        except Exception:  # noqa: BLE001 - no readable backup: the host says what is wrong with it
+            return
+        held = {key[9:] for key in meta if key.startswith("position:")}
+        held |= {s for (s,) in self.db.execute("SELECT DISTINCT symbol FROM orders WHERE status IN (?, ?, ?)",
+                                                (OrderStatus.SUBMITTED.value, OrderStatus.PENDING_CANCEL.value,
+                                                 OrderStatus.INACTIVE.value))}
+        if saved and held and not saved & held:
+            raise InputError(f"this is the paper account of {', '.join(sorted(held))}, but "
+                             f"{self._backup.name} next to it trades {', '.join(sorted(saved))}: they come from "
+                             "different runs", self.path, hint=_hint(self.path))
+
+    def _refuse(self) -> None:
+        self.refused = True
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     def _meta(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT key, value FROM meta"))
 
     def load(self, venue: Venue) -> bool:
-        """Fill ``venue`` from the last checkpoint. False when the store is empty (a new account)."""
+        """Fill ``venue`` from the last checkpoint. False when the store is empty (a new account,
+        which is checkpointed at once: from here on the file always holds an account)."""
+        try:
+            loaded = self._load(venue)
+        except _UNREADABLE as exc:
+            self._refuse()
+            raise InputError(f"the paper account in {self.path.name} is damaged: {type(exc).__name__}: {exc}",
+                             self.path, hint=_hint(self.path)) from None
+        if not loaded:
+            self.checkpoint(venue)
+        return loaded
+
+    def _load(self, venue: Venue) -> bool:
         meta = self._meta()
         if "next_order_id" not in meta:
             return False
@@ -118,7 +215,14 @@ class VenueStore:
                     ref, oq, of, Decimal(avg))
 
     def checkpoint(self, venue: Venue) -> None:
-        """Write what changed since the last checkpoint, in one transaction."""
+        """Write what changed since the last checkpoint, in one transaction. A failure (a full
+        disk) leaves the file at the previous checkpoint; in a run it is the run's critical alert
+        (see ``bothost.state.state_write``)."""
+        if self.refused:
+            return  # never write over a file that could not be read: it may be all the user has
+        state_write(self.path, lambda: self._checkpoint(venue))
+
+    def _checkpoint(self, venue: Venue) -> None:
         db = self.db
         db.execute("BEGIN")
         try:
@@ -152,10 +256,13 @@ class VenueStore:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (SQLITE_FULL)
+                db.execute("ROLLBACK")
             raise
         venue.dirty_orders.clear()
         venue.unsaved.clear()
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
