@@ -90,7 +90,7 @@ def bot_env(sim: Sim) -> dict:
 
 def bot_command(state: Path) -> list[str]:
     return [sys.executable, "-m", "bothost", "run", str(LIVE_CONFIG), "--state", str(state), "--no-progress",
-            "--stop-when-idle", "3"]
+            "--stop-when-idle", "5"]
 
 
 def finish(sim: Sim, state: Path) -> list[list[str]]:
