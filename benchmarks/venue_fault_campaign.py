@@ -102,7 +102,10 @@ def main(argv=None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "failures": failed, "draws": results}, indent=1) + "\n")
+    # the summary and failures readable, then one line per draw
+    lines = ",\n  ".join(json.dumps(r, separators=(",", ":")) for r in results)
+    args.out.write_text('{"summary": ' + json.dumps(summary, indent=1) + ',\n"failures": '
+                        + json.dumps(failed, indent=1) + ',\n"draws": [\n  ' + lines + "\n]}\n")
     print(json.dumps(summary, indent=1))
     print(f"written: {args.out}")
     return 1 if failed else 0
