@@ -82,6 +82,7 @@ class TimerDue:
     time_ns: int
 
 
+FIRST_TICK_GRACE_S = 30.0  # --stop-when-idle before any tick: connecting is not the end of the data
 WARN_AGAIN_NS = 3600 * 1_000_000_000  # a strategy's same warning is told again after an hour (host clock)
 
 
@@ -547,6 +548,7 @@ class Engine:
         self._wakeup = asyncio.Event()
         loop = asyncio.get_running_loop()
         last_checkpoint = last_tick = last_event = time.monotonic()
+        ticked = False  # this process has had a tick (--stop-when-idle's grace until then)
         tasks = {"feed": loop.create_task(feed.stream(self.emit_feed))}
         supervise = getattr(self.broker, "supervise", None)
         if callable(supervise):
@@ -562,8 +564,12 @@ class Engine:
                 if timer_at is not None and self.broker_up:
                     since = time.monotonic() - last_event
                     timeout = min(timeout, max(0.0, (timer_at - self._clock_for_timers(since)) / 1e9))
+                idle_limit = None
                 if stop_when_idle_s is not None:
-                    timeout = min(timeout, max(0.0, stop_when_idle_s - (time.monotonic() - last_tick)))
+                    # Until the first tick, connecting (a feed's handshake, a loaded machine) is
+                    # not "no more data": wait at least FIRST_TICK_GRACE_S for it.
+                    idle_limit = stop_when_idle_s if ticked else max(stop_when_idle_s, FIRST_TICK_GRACE_S)
+                    timeout = min(timeout, max(0.0, idle_limit - (time.monotonic() - last_tick)))
                 if not self.inbox:
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), timeout)
@@ -589,6 +595,7 @@ class Engine:
                         last_event = time.monotonic()
                         if kind is Tick:
                             last_tick = last_event
+                            ticked = True
                         if handled is not None and self.broker_up:
                             handled(event)
                     if len(inbox) > 64:
@@ -607,7 +614,9 @@ class Engine:
                         raise BrokerUnavailable("the broker's connection supervisor ended")
                 if not self.broker_up:
                     last_tick = time.monotonic()  # an outage is not the end of the data
-                if stop_when_idle_s is not None and time.monotonic() - last_tick >= stop_when_idle_s:
+                if stop_when_idle_s is not None:
+                    idle_limit = stop_when_idle_s if ticked else max(stop_when_idle_s, FIRST_TICK_GRACE_S)
+                if idle_limit is not None and time.monotonic() - last_tick >= idle_limit:
                     log.info("no market data for %gs: stopping (--stop-when-idle)", stop_when_idle_s)
                     self.idle_stopped = True
                     return
