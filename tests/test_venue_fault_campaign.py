@@ -269,11 +269,8 @@ def test_seeded_rehearsal_fault_mixes_keep_i1_to_i4_after_every_event(tmp_path, 
     assert stats["checked"] > 100 and stats["executions"] > 20, stats
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantBroken, reason=(
-    "known defect in plugins/ib_broker (not the grid): an execution that arrives before its order's "
-    "openOrder/orderStatus (TWS acks late: delay-acks) loses its commission. ib_insync emits "
-    "commissionReportEvent only for a trade it knows by permId, which the late ack brings; the plugin "
-    "listens to that event alone, so the commission never reaches the journal (fills.csv: 0.00), the "
-    "summary's fees or the book (fee_pending grows) until a reconstruct reads it back"))
 def test_commissions_of_executions_that_beat_their_orders_ack_reach_fills_csv(tmp_path, tws_bars):
+    """An execution that arrives before its order's ack (TWS acking late): ib_insync keeps its
+    commission report on the fill and announces it only for an order it knows by permId; the
+    plugin hands it on when the ack arrives, so fills.csv, the fees and the book have it."""
     run_tws_mix(tmp_path, tws_bars, TwsMix(seed=-2, faults=["delay-acks@all"]))

@@ -394,6 +394,7 @@ class IbBroker:
     def _on_status(self, trade) -> None:
         if trade.contract.secType not in ("STK", ""):
             return
+        self._commissions_held_back(trade)
         o, st = trade.order, trade.orderStatus
         key = self._key(o.clientId, o.orderId, o.permId)
         state = (st.status, st.filled)
@@ -425,6 +426,18 @@ class IbBroker:
         fill = convert.fill(ib_fill, self.config.client_id, int(trade.order.totalQuantity))
         self.clock_ns = max(self.clock_ns, fill.time_ns)
         self._emit(fill)
+
+    def _commissions_held_back(self, trade) -> None:
+        """Commissions the library kept to itself: it emits commissionReportEvent only for an
+        order it knows by permId, so the report of an execution that came before its order's
+        ack (TWS acking late) was stored on the fill and never announced. The ack is here now."""
+        for f in trade.fills:
+            exec_id = f.execution.execId
+            if self._exec_ids.get(exec_id) is True:  # the fill went out, its commission did not
+                event = convert.commission(f.commissionReport, self._now_ns())
+                if event is not None:
+                    self._exec_ids[exec_id] = "commission"
+                    self._emit(event)
 
     def _on_commission(self, trade, ib_fill, report) -> None:
         event = convert.commission(report, self._now_ns())
