@@ -152,7 +152,7 @@ def _print(result: dict, counts: list[int]) -> None:
                       f"{r['overhead_share']:.1%}", f"{r['overhead_share_total']:.1%}", f"{r['mean_cell_s']:.2f}",
                       f"{r['cluster_and_warm_up_s']:.2f}", f"{r['wall_s']:.1f}",
                       f"{r['load1_before']:.2f}/{r['load1_after']:.2f}")
-    console = Console()
+    console = Console(width=max(140, Console().width))
     console.print(table)
     if "scaling_2_over_1" in result:
         t = result["targets"]

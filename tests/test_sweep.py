@@ -386,3 +386,17 @@ def test_a_scheduler_that_does_not_answer_is_exit_4(data, tmp_path):
     assert "Traceback" not in r.stderr
     assert time.monotonic() - started < 30
     assert not (tmp_path / "out" / "cells").exists()
+
+
+def test_a_cell_folder_left_by_a_dead_worker_is_cleared(tmp_path, monkeypatch):
+    from bothost.sweep.cell import CELL_PREFIX, clear_dead_cells, scratch_dir
+
+    monkeypatch.setenv("BOTHOST_SWEEP_TMP", str(tmp_path))
+    assert scratch_dir() == str(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"{CELL_PREFIX}{dead.pid}-x1").mkdir()
+    (tmp_path / f"{CELL_PREFIX}{dead.pid}-x1" / "venue.sqlite").write_bytes(b"x")
+    (tmp_path / f"{CELL_PREFIX}{os.getpid()}-x2").mkdir()
+    assert clear_dead_cells() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{CELL_PREFIX}{os.getpid()}-x2"]

@@ -10,6 +10,7 @@ process writes results, a cell that ran twice is still kept once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -151,7 +152,10 @@ def run_cells(cells: list[Cell], store: CellStore, task_of, cluster_factory, pro
                     else:
                         outcome.failed.append((cell, record.get("status", "failed"), record.get("error") or ""))
                 else:
-                    exc = fut.exception()
+                    try:
+                        exc = fut.exception()
+                    except (Exception, asyncio.CancelledError) as cancelled:  # the scheduler went away, say
+                        exc = cancelled
                     outcome.failed.append((cell, "failed", f"{type(exc).__name__}: {exc}"))
                 fut.release()
                 if progress is not None:
