@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from .errors import ConfigError, Pos
+from .masking import is_secret
 from .positions import KeyPath, SourceMap
 from .units import UnitDoc
 
@@ -148,6 +149,9 @@ def _value_problem(err, model, loc, path, full, sources: SourceMap, fallback: Po
     else:
         head = _dotted(full) or "the config"
     got = _got(err.get("input"), err["type"])
+    if any(is_secret(p) for p in full if isinstance(p, str)) and got.startswith(" (got ") and not got.startswith(
+            (" (got nothing", " (got a ", " (got an ")):
+        got = " (the value is not shown: it is a secret)"
     hints = []
     if ctx.get("hint"):
         hints.append(str(ctx["hint"]))
