@@ -8,17 +8,44 @@ shutdown. Heavy imports happen inside the commands so that ``bothost --help`` st
 
 from __future__ import annotations
 
-import functools
-import logging
-import shutil
+import os
+import signal
 import sys
-import traceback
-from pathlib import Path
 
-import click
 
-from . import __version__
-from .errors import (
+def _quit_while_starting(signum, frame):
+    raise SystemExit(130)  # EXIT_INTERRUPTED: nothing is touched yet, so no traceback either
+
+
+def _guard_start_up() -> dict:
+    """Ctrl-C (or SIGTERM) while the ``bothost`` command is still importing: a quiet exit 130
+    rather than a traceback. Only for the command itself (``main`` puts the usual handlers
+    back), never for a program that imports this module."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if os.path.basename(sys.argv[0] if sys.argv else "") != "bothost" and getattr(spec, "name", "") != "bothost.__main__":
+        return {}
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+                saved[sig] = signal.signal(sig, _quit_while_starting)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return saved
+
+
+_START_UP_HANDLERS = _guard_start_up()
+
+import functools  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import (  # noqa: E402
     EXIT_BAD_INPUT,
     EXIT_CRITICAL,
     EXIT_INTERNAL,
@@ -43,15 +70,62 @@ def _fail(message: str, status: int) -> None:
     sys.exit(status)
 
 
+def _interrupted() -> None:
+    """Ctrl-C or SIGTERM outside a run's own clean stop: one word, exit 130 (plain text: a second
+    Ctrl-C while rich imports would print a traceback)."""
+    try:
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _stdout_gone() -> bool:
+    """Whether the reader of stdout has gone away (`bothost status CONFIG | head -1`)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python's own flush at exit must not fail on the broken pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _reader_left(exc: BaseException) -> bool:
+    """rich's answer to a broken pipe is SystemExit(1) (after pointing stdout at /dev/null)."""
+    return isinstance(exc, SystemExit) and exc.code == 1 and isinstance(exc.__context__, BrokenPipeError)
+
+
+def _broken_pipe() -> None:
+    """The reader has what it wanted and left: exit 0 without a word, like other command-line tools."""
+    _silence_stdout()
+    sys.exit(EXIT_OK)
+
+
 def guarded(fn):
     """Turn every failure into its exit status: a user mistake never shows a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .config import ConfigError
-        from .errors import InputError
-        from .hookspecs import BrokerUnavailable, CriticalStop
-        from .registry import PluginError
+        try:
+            from .config import ConfigError
+            from .errors import InputError
+            from .hookspecs import BrokerUnavailable, CriticalStop
+            from .registry import PluginError
+        except KeyboardInterrupt:  # Ctrl-C while these import (a few tenths of a second)
+            _interrupted()
 
         try:
             return fn(*args, **kwargs)
@@ -64,10 +138,16 @@ def guarded(fn):
         except CriticalStop as exc:
             _fail(exc.alert.render(), EXIT_CRITICAL)
         except KeyboardInterrupt:
-            _fail("interrupted", EXIT_INTERRUPTED)
-        except (SystemExit, click.exceptions.Exit, click.ClickException):
+            _interrupted()
+        except SystemExit as exc:
+            if _reader_left(exc):
+                _broken_pipe()
+            raise
+        except (click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and _stdout_gone():
+                _broken_pipe()
             where = _log_traceback()
             _fail(f"internal error: {type(exc).__name__}: {exc} (traceback in {where})", EXIT_INTERNAL)
 
@@ -186,6 +266,22 @@ class _Commands(click.Group):
             module, _, attr = self.LAZY[name].partition(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+    def invoke(self, ctx):
+        # Outside `guarded` too (a command module importing, click itself): Ctrl-C is exit 130,
+        # not click's "Aborted!" and 1; a reader that left is exit 0, not click's 1.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _interrupted()
+        except BrokenPipeError:
+            if not _stdout_gone():
+                raise
+            _broken_pipe()
+        except SystemExit as exc:
+            if _reader_left(exc):
+                _broken_pipe()
+            raise
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -432,8 +528,27 @@ def data_synth(out: Path, bars: int, seed: int, volatility: float, start_price: 
     _console().print(f"wrote {bars:,} bars to {out}", markup=False)
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM outside a run's own clean stop is Ctrl-C: exit 130
+
+
 def main() -> None:
-    cli(prog_name="bothost")
+    for sig, previous in _START_UP_HANDLERS.items():
+        signal.signal(sig, previous)  # the start-up guard is done
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminated)
+    except (ValueError, OSError):  # not the main thread
+        pass
+    try:
+        cli(prog_name="bothost")
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()  # the exit status stays the command's own
+        except (OSError, ValueError):
+            pass
 
 
 __all__ = ["cli", "main", "EXIT_OK"]

@@ -7,6 +7,7 @@ The same path serves ``bothost run`` (live, paper, or a resumable replay) and
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from decimal import Decimal
 import logging
@@ -103,7 +104,8 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
         check_out_dir(opts.out_dir)
     lock = lock_state_dir(state_dir)  # one run per state folder: two would book every fill twice
     try:
-        return await _execute_locked(run, pm, opts, console, started, state_dir)
+        with _stop_on_signals():  # SIGINT/SIGTERM from here on: a clean stop, whenever they come
+            return await _execute_locked(run, pm, opts, console, started, state_dir)
     finally:
         lock.close()
 
@@ -173,6 +175,7 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
         # failed, an internal error, Ctrl-C while starting): the strategies save what they hold,
         # a run that traded still writes its outputs, the broker is closed and status.json
         # says how the run ended. Nothing more is placed.
+        _stop_on_signals.finishing()  # a signal now must not cut this short
         engine.stopping = True
         _stop_after_failure(engine)
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
@@ -193,6 +196,8 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
         await _close(broker)
         if journal is not None:
             journal.close()
+        if _stop_on_signals.absorbed(exc):
+            return RunResult("interrupted", summary)  # a stop a signal asked for: exit 130, not an error
         raise
     if live_samples is not None:
         live_samples.flush()
@@ -501,32 +506,122 @@ def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:
     })
 
 
-class _stop_on_signals:
-    """SIGINT/SIGTERM ask for a clean stop (on_stop, state flushed, outputs written)."""
+_RUN_SIGNALS: contextvars.ContextVar = contextvars.ContextVar("bothost_run_signals", default=None)
 
-    def __init__(self, request_stop):
+
+class _stop_on_signals:
+    """SIGINT and SIGTERM ask for a clean stop, whenever they come (exit 130: on_stop, state
+    flushed, outputs and status.json written; the same command resumes).
+
+    ``execute`` holds one for the whole run: the handlers live on the event loop, so a signal is
+    never an exception raised in the middle of a write. Inside it, ``with
+    _stop_on_signals(request_stop)`` says what a stop means while the bot trades (a replay stops
+    after its current chunk, a live run after the current event); a stop asked for earlier, while
+    connecting or reconstructing, is passed on the moment the run names it, so the reconstruct
+    finishes and the run stops cleanly at its first step. Only a start-up still not done
+    ``STARTUP_GRACE_S`` after the signal (a broker that does not answer), or a second signal, is
+    cut short (cancelled: status.json says interrupted). Once the bot has stopped trading (its
+    outputs, status.json, closing the broker) a signal changes nothing: the outputs are
+    finished and the exit status says how the run ended; a third signal stops at once.
+    """
+
+    STARTUP_GRACE_S = 2.0
+
+    def __init__(self, request_stop=None):
         self.request_stop = request_stop
+        self.outer: _stop_on_signals | None = None
+
+    # the run-wide instance, from anywhere in the run's task
+    @staticmethod
+    def finishing() -> None:
+        """The bot has stopped trading: from here a signal no longer cuts anything short."""
+        run = _RUN_SIGNALS.get()
+        if run is not None:
+            run.phase = "finishing"
+
+    @staticmethod
+    def absorbed(exc: BaseException) -> bool:
+        """True when ``exc`` is the interruption a signal asked for (it is then a clean stop,
+        not an error); a cancellation of the start-up is taken back from the task."""
+        run = _RUN_SIGNALS.get()
+        if run is None or not run.requested or not isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+            return False
+        if isinstance(exc, asyncio.CancelledError):
+            if not run.cancelled:
+                return False  # someone else cancelled the run: theirs to handle
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+        return True
 
     def __enter__(self):
-        loop = asyncio.get_running_loop()
+        run = _RUN_SIGNALS.get()
+        if run is not None:  # inside a run: name what a stop means now
+            self.outer, self.previous = run, run.target
+            run.target = self.request_stop
+            if run.requested and self.request_stop is not None:
+                self.request_stop()
+            return self
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.target = self.request_stop
+        self.phase = "running"
+        self.requested = 0
+        self.cancelled = False
+        self.saved: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, self._on_signal)
-            except (NotImplementedError, RuntimeError):
-                pass
+                previous = signal.getsignal(sig)
+                self.loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread: signals are not ours to handle
+            self.saved[sig] = previous
+        self.token = _RUN_SIGNALS.set(self)
         return self
 
-    def _on_signal(self):
-        log.warning("stop requested: finishing the current event, then shutting down cleanly")
-        self.request_stop()
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        self.requested += 1
+        if self.phase == "finishing":
+            if self.requested >= 3:
+                log.warning("%s again: stopping at once, the outputs may be incomplete", name)
+                self._restore()
+                signal.raise_signal(sig)
+            else:
+                log.warning("%s: the bot has stopped trading; finishing its outputs first", name)
+            return
+        if self.target is not None:
+            log.warning("stop requested (%s): finishing the current event, then shutting down cleanly", name)
+            self.target()
+        elif self.requested == 1:
+            log.warning("stop requested (%s) while starting: the bot stops cleanly once its reconstruct is done", name)
+            self.loop.call_later(self.STARTUP_GRACE_S, self._cut_start_short)
+        else:
+            self._cut_start_short()
+
+    def _cut_start_short(self) -> None:
+        if self.target is None and self.phase != "finishing" and self.task is not None and not self.task.done():
+            log.warning("the start-up is not done: stopping it now")
+            self.cancelled = True
+            self.task.cancel()
+
+    def _restore(self) -> None:
+        for sig, previous in self.saved.items():
+            try:
+                self.loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)  # the handler from before the run (asyncio.run's, the CLI's)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        self.saved = {}
 
     def __exit__(self, *exc):
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
+        if self.outer is not None:
+            self.outer.target = self.previous
+            self.outer.phase = "finishing"  # the bot has stopped trading
+            return False
+        self._restore()
+        _RUN_SIGNALS.reset(self.token)
         return False
 
 
