@@ -224,7 +224,8 @@ def _data_patch(data_file: Path | None, backtest: bool):
             data["feed"] = feed
         if data_file is not None:
             feed = data.get("feed")
-            kind = registry.get("feed", feed.get("use")) if isinstance(feed, dict) else None
+            use = feed.get("use") if isinstance(feed, dict) else None
+            kind = registry.get("feed", use) if isinstance(use, str) else None
             if kind is None or "data" not in kind.model.model_fields:
                 from .errors import InputError
 
@@ -238,7 +239,8 @@ def _data_patch(data_file: Path | None, backtest: bool):
 
 
 def _first_symbol(data: dict) -> str | None:
-    for strategy in data.get("strategies") or []:
+    strategies = data.get("strategies")
+    for strategy in strategies if isinstance(strategies, list) else []:
         if isinstance(strategy, dict) and isinstance(strategy.get("symbol"), str):
             return strategy["symbol"]
     return None

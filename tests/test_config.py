@@ -398,7 +398,8 @@ def test_a_substituted_number_for_a_text_field_hints_at_quoting(tmp_path: Path):
     path = write(tmp_path / "c.yaml", VALID.replace("url: http://127.0.0.1:9/hook", "url: u\n    token: ${HOOK_TOKEN}"))
     with pytest.raises(ConfigError) as info:
         validate(load(path, environ={"HOOK_TOKEN": "12345"}), toy_registry())
-    assert "expected text (got 12345)" in info.value.message
+    assert "expected text (" in info.value.message
+    assert "12345" not in str(info.value)  # a token's value is never printed, not even a wrong one
     assert '"${HOOK_TOKEN}"' in info.value.hint
 
 
@@ -641,4 +642,4 @@ def test_unquoted_reference_in_a_flow_mapping_gets_a_hint(tmp_path: Path):
 def test_missing_file(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path / "nope.yaml", environ={})
-    assert str(info.value) == f"{tmp_path / 'nope.yaml'}:1:1: no such file"
+    assert str(info.value).startswith(f"{tmp_path / 'nope.yaml'}:1:1: no such file\n  hint: ")

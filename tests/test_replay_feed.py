@@ -8,6 +8,7 @@ resumed run gets exactly the rest, and the errors for unusable files.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -549,7 +550,8 @@ def test_not_a_csv_or_parquet_file(tmp_path, content, words):
     with pytest.raises(DataError) as err:
         FileFeed(path).open()
     text = str(err.value)
-    assert text.startswith(f"{path}: ") and words in text and "\n  hint: " in text
+    assert text.startswith(f"{path}:") and words in text and "\n  hint: " in text
+    assert re.match(rf"{re.escape(str(path))}:\d+(:\d+)?: ", text), text  # always a line (and column) to look at
 
 
 def test_a_fake_parquet_file(tmp_path):
@@ -853,8 +855,8 @@ def test_synthetic_csv_across_a_dst_change_reads_back(tmp_path):
 
 
 def test_header_only_bom_and_crlf(tmp_path):
-    feed, t, _ = ticks_of(write(tmp_path / "empty.csv", "timestamp,open,high,low,close\n"))
-    assert len(t) == 0 and feed.stats()["rows"] == 0 and feed.stats()["bar_interval_s"] == 60
+    with pytest.raises(DataError, match="no data rows"):  # a header alone is no data: bad input
+        ticks_of(write(tmp_path / "empty.csv", "timestamp,open,high,low,close\n"))
     path = tmp_path / "bom.csv"
     path.write_bytes("\ufeffTimestamp,Price\r\n2024-01-02T14:30:00Z,10.5\r\n2024-01-02T14:30:01Z,10.6".encode())
     feed, t, p = ticks_of(path)

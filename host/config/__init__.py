@@ -16,7 +16,7 @@ from .loader import RawConfig, load
 from .masking import dump_yaml, is_secret, mask
 from .models import EngineSettings
 from .positions import SourceMap
-from .units import ConfigPath, Duration, NonNegativePercent, Percent, PositivePercent
+from .units import ConfigPath, Duration, NonNegativePercent, Percent, PositivePercent, checked_path
 from .validator import RunConfig, Section, validate
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "RunConfig",
     "Section",
     "SourceMap",
+    "checked_path",
     "dump_yaml",
     "is_secret",
     "load",

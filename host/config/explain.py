@@ -124,7 +124,7 @@ def explain(
             elif keys:
                 hint = "valid keys: " + ", ".join(keys)
             else:
-                hint = None
+                hint = "this takes no settings: remove the key"
             where = "top-level key" if not label and len(full) == 1 else "key"
             in_label = f" in {label}" if label else ("" if len(full) == 1 else f" under {_dotted(full[:-1])}")
             problems.append(Problem(sources.where(full) or fallback, f"unknown {where} '{name}'{in_label}", hint))
@@ -162,6 +162,12 @@ def _value_problem(err, model, loc, path, full, sources: SourceMap, fallback: Po
         desc = _describe(_field_at(model, loc))
         if desc and desc not in what and (words is None or what.startswith("expected")) and err["type"] not in ("literal_error", "enum"):
             hints.append(f"{subject or 'this'} takes {desc}")
+    if not hints:
+        desc = _describe(_field_at(model, loc))
+        if isinstance(err.get("input"), (dict, list)) and err["type"] not in _STRUCTURE_TYPES:
+            hints.append("write a single value here, not a " + ("mapping" if isinstance(err.get("input"), dict) else "list"))
+        else:
+            hints.append(_TYPE_HINTS.get(err["type"]) or (f"{subject or 'this'} takes {desc}" if desc else _ANY_HINT))
     entry = sources.get(full)
     if entry and entry.env:
         names = ", ".join("${" + n + "}" for n in entry.env)
@@ -170,6 +176,29 @@ def _value_problem(err, model, loc, path, full, sources: SourceMap, fallback: Po
             extra += f'; quote it ("{names}") to keep it as text'
         hints.append(extra)
     return Problem(sources.where_value(full) or fallback, f"{head}: {what}{got}", "; ".join(hints) or None)
+
+
+#: The hint for an error whose message already says what was expected.
+_TYPE_HINTS = {
+    "dict_type": "write it as indented `key: value` lines under its key, or as {key: value, ...}",
+    "model_type": "write it as indented `key: value` lines under its key, or as {key: value, ...}",
+    "model_attributes_type": "write it as indented `key: value` lines under its key, or as {key: value, ...}",
+    "mapping_type": "write it as indented `key: value` lines under its key, or as {key: value, ...}",
+    "list_type": "write one `- item` line per item under its key, or [item, ...]",
+    "tuple_type": "write one `- item` line per item under its key, or [item, ...]",
+    "set_type": "write one `- item` line per item under its key, or [item, ...]",
+    "literal_error": "write one of the values listed (spelled and cased exactly so)",
+    "enum": "write one of the values listed (spelled and cased exactly so)",
+    "string_type": "quote the value to make it text: 'value'",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "too_short": "add items, or remove the key to use the default",
+    "too_long": "remove items",
+    "none_required": "remove the value",
+}
+_ANY_HINT = "fix the value, or remove the key to use the default"
+_STRUCTURE_TYPES = {"dict_type", "model_type", "model_attributes_type", "mapping_type", "list_type", "tuple_type",
+                    "set_type", "too_short", "too_long"}
 
 
 def _plain_msg(msg: str) -> str:

@@ -97,8 +97,12 @@ def _load_chain(
         start = next(i for i, (ident, _) in enumerate(seen) if ident == base_id)
         loop = " -> ".join([shown for _, shown in seen[start:]] + [base_display])
         raise ConfigError.at(at, f"extends cycle: {loop}", hint="remove the extends: line that closes the loop")
-    if not base_path.is_file():
-        what = "is a directory" if base_path.is_dir() else "does not exist"
+    try:
+        what = None if base_path.is_file() else "is a directory" if base_path.is_dir() else "does not exist"
+    except (OSError, ValueError) as exc:  # a name too long for the file system, say
+        raise ConfigError.at(at, f"extends: the base file name cannot be used ({getattr(exc, 'strerror', None) or exc})",
+                             hint="write the name of a YAML file, relative to the file that says extends:") from None
+    if what is not None:
         hint = "the path is relative to the file that says extends:"
         if "${" in name:
             hint = "extends: is read before ${VAR} substitution; write the file name literally"

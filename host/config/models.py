@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from .units import Duration
 
@@ -33,6 +34,16 @@ class EngineSettings(BaseModel):
     snapshot_timeout: Duration = dt.timedelta(seconds=30)
     #: How often a failed or late snapshot is asked for again before the run gives up (exit 4).
     snapshot_retries: int = Field(3, ge=0)
+
+    @field_validator("snapshot_timeout")
+    @classmethod
+    def _some_time(cls, value: dt.timedelta) -> dt.timedelta:
+        # 0s would fail every snapshot, even the simulated venue's: an unreachable broker (exit 4)
+        # that is in fact a config mistake
+        if value <= dt.timedelta(0):
+            raise PydanticCustomError("duration_positive", "must be longer than 0s",
+                                      {"hint": "give the broker time to answer, e.g. 30s"})
+        return value
 
 
 class HostConfig(BaseModel):

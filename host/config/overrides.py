@@ -9,6 +9,7 @@ Errors are reported with the pseudo file name ``--set``, line 1, column 1.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from ruamel.yaml.error import YAMLError
 from .errors import SET_FILE, SET_HINT, ConfigError, Pos
 from .masking import is_secret
 from .positions import KeyPath, SourceMap
-from .yamlfile import parse_scalar
+from .yamlfile import _RUNAWAY, MAX_DEPTH, MAX_VALUES, parse_scalar
 
 SET_POS = Pos(SET_FILE, 1, 1)
 
@@ -35,6 +36,8 @@ def _fail(text: str, problem: str) -> ConfigError:
                          lambda m: m.group(0) if (q := m.group(1) or m.group(2) or "") in names
                          or not re.search(r"\w", q) else "'***'", problem)
         problem = re.sub(r"\s*\(.*\)", "", problem, flags=re.S)
+    if len(text) > 100:  # a runaway value is shown by its ends
+        text = text[:60] + "..." + text[-20:]
     return ConfigError.at(SET_POS, f"cannot apply {text!r}: {problem}", hint=SET_HINT)
 
 
@@ -62,27 +65,52 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = path_text.split(".")
     if any(not p.strip() for p in parts):
         raise _fail(text, f"the key path {path_text!r} has an empty component")
+    if len(parts) > MAX_DEPTH:
+        raise _fail(text, f"the key path has more than {MAX_DEPTH} components")
     return [p.strip() for p in parts], _parse_value(text, value_text.strip())
 
 
 def _parse_value(text: str, value_text: str) -> Any:
     if value_text[:1] in ("[", "{"):
+        if _RUNAWAY.search(value_text):
+            raise _fail(text, f"the value is nested more than {MAX_DEPTH} levels deep")
         try:
-            return _plain(YAML(typ="safe", pure=True).load(value_text))
+            loaded = YAML(typ="safe", pure=True).load(value_text)
         except YAMLError as exc:
             raise _fail(text, f"the value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        except RecursionError:
+            raise _fail(text, f"the value is nested more than {MAX_DEPTH} levels deep") from None
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. [!!float x]
+            raise _fail(text, f"the value cannot be read ({exc})") from None
+        return _plain(loaded, text, set(), [MAX_VALUES], 0)
     if len(value_text) >= 2 and value_text[0] == value_text[-1] and value_text[0] in "'\"":
         return value_text[1:-1]  # quoted: kept as a string, never re-typed
     return parse_scalar(value_text)
 
 
-def _plain(value: Any) -> Any:
-    # The safe loader already returns plain types; this only copies to be sure.
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+def _plain(value: Any, text: str, active: set[int], budget: list[int], depth: int) -> Any:
+    """A copy in plain types, as a config file's values are (see yamlfile): aliases that contain
+    themselves, runaway nesting or expansion, and tagged oddities (!!binary, !!set) are refused."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _fail(text, f"the value expands to more than {MAX_VALUES:,} values")
+    if depth > MAX_DEPTH:
+        raise _fail(text, f"the value is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, (dict, list)):
+        if id(value) in active:
+            raise _fail(text, "an alias refers to itself (recursive anchor)")
+        active = active | {id(value)}
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                if isinstance(k, bool) or not isinstance(k, (str, int)):
+                    raise _fail(text, f"a key must be a plain name, not {k!r}")
+                out[k] = _plain(v, text, active, budget, depth + 1)
+            return out
+        return [_plain(v, text, active, budget, depth + 1) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool, dt.date)):
+        return value
+    raise _fail(text, f"unsupported YAML value {value!r}"[:200])
 
 
 def apply_overrides(data: dict[str, Any], smap: SourceMap, overrides: Sequence[str]) -> None:
@@ -102,7 +130,7 @@ def _set(data: dict[str, Any], parts: list[str], value: Any, text: str, smap: So
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit():
+            if not (part.isascii() and part.isdigit()):
                 raise _fail(text, f"{'.'.join(parts[:depth]) or 'the config'} is a list; index it with a number, e.g. {'.'.join(parts[:depth] + ['0'])}")
             index = int(part)
             if index >= len(node):

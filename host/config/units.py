@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
@@ -166,10 +168,26 @@ Duration = Annotated[
 
 
 class FileNameMarker:
-    """Marks a text field as a file name: a relative one is resolved against the folder of the
-    config file that wrote it (or of the file that wrote its section, for a default), so a
-    config that ``extends:`` one in another folder still finds that one's files."""
+    """Marks a text field as the name of a file the plugin reads: a relative one is resolved
+    against the folder of the config file that wrote it (or of the file that wrote its section,
+    for a default), so a config that ``extends:`` one in another folder still finds that one's
+    files. Validation then checks that the file exists, reporting a missing one at the config
+    line that names it, and calls ``check(path)`` (if given) on it: a plugin's quick look at the
+    file (its header, say) that raises :class:`bothost.errors.InputError` when it cannot be used,
+    so that a bad file is found before a run starts."""
+
+    def __init__(self, check: Callable[[Path], None] | None = None):
+        self.check = check
+
+    def __repr__(self) -> str:
+        return f"FileNameMarker(check={self.check!r})"
+
+
+def checked_path(check: Callable[[Path], None], doc: str = "a file name, relative to the config file that names it"):
+    """A :data:`ConfigPath` whose file ``check(path)`` looks at during validation."""
+    return Annotated[str, FileNameMarker(check), UnitDoc(doc)]
 
 
 ConfigPath = Annotated[str, FileNameMarker(), UnitDoc("a file name, relative to the config file that names it")]
-"""A file named in a config; after validation it is an absolute path (``--set`` ones: from the current folder)."""
+"""A file named in a config, which must exist; after validation it is an absolute path (``--set``
+ones: from the current folder)."""

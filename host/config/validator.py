@@ -7,17 +7,20 @@ named before its bases, then by line), so fixing errors top to bottom works as e
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
+from ..errors import InputError
 from ..registry import Kind, Registry
 from .explain import Problem, explain
 from .loader import RawConfig
 from .models import SECTION_KINDS, EngineSettings, HostConfig
-from .errors import SET_FILE
+from .errors import SET_FILE, ConfigError
 from .positions import KeyPath
 from .units import FileNameMarker
 
@@ -82,11 +85,18 @@ def validate(raw: RawConfig, registry: Registry) -> RunConfig:
 
     strategies = [s for p, s in sections.items() if p[0] == "strategies"]
     _check_unique_ids(strategies, raw, problems)
+    if host is not None:
+        _check_state_dir(host.state_dir, raw, problems)
 
     if problems:
         first = min(problems, key=lambda p: (raw.file_rank(p.pos.file), p.pos.line, p.pos.col))
         raise first.error()
     assert host is not None  # no problems means the host model validated
+    # Only a config whose every key is right gets its files looked at, and the live guard.
+    for section in sections.values():
+        _check_files(section, raw)
+    if ("broker",) in sections:
+        _check_live(host.mode, sections[("broker",)], raw)
 
     state_dir = None
     if host.state_dir:
@@ -118,7 +128,8 @@ def _section(kind: str, path: KeyPath, section: dict[str, Any], raw: RawConfig,
                                 f"add `use: <name>`; {installed}"))
         return None
     if not isinstance(use, str):
-        problems.append(Problem(raw.where_value(path + ("use",)), f"use: in {shown} must be a plugin name, not {use!r}", installed))
+        problems.append(Problem(raw.where_value(path + ("use",)),
+                                f"use: in {shown} must be a plugin name, not {_brief(use)}", installed))
         return None
     plugin = registry.get(kind, use)
     if plugin is None:
@@ -135,7 +146,7 @@ def _section(kind: str, path: KeyPath, section: dict[str, Any], raw: RawConfig,
             ident = section["id"]
             if not isinstance(ident, str) or not _ID.fullmatch(ident):
                 problems.append(Problem(
-                    raw.where_value(path + ("id",)), f"id: in {shown} must be a plain name, not {ident!r}",
+                    raw.where_value(path + ("id",)), f"id: in {shown} must be a plain name, not {_brief(ident)}",
                     "use letters, digits, '_', '-' and '.', starting with a letter or digit (it names files)",
                 ))
                 return None
@@ -160,19 +171,156 @@ def _section(kind: str, path: KeyPath, section: dict[str, Any], raw: RawConfig,
                    path=path)
 
 
+def _file_marker(info: FieldInfo) -> FileNameMarker | None:
+    """The field's FileNameMarker, also inside ``Optional[...]`` / a union (``data: ConfigPath | None``)."""
+    for meta in info.metadata:
+        if isinstance(meta, FileNameMarker):
+            return meta
+    stack = [info.annotation]
+    while stack:
+        annotation = stack.pop()
+        if typing.get_origin(annotation) is typing.Annotated:
+            found = [m for m in typing.get_args(annotation)[1:] if isinstance(m, FileNameMarker)]
+            if found:
+                return found[0]
+        stack.extend(typing.get_args(annotation))
+    return None
+
+
 def _resolve_files(settings: BaseModel, path: KeyPath, raw: RawConfig) -> BaseModel:
     """Make each ``ConfigPath`` field absolute, relative to the file that wrote it."""
     updates = {}
     for name, info in type(settings).model_fields.items():
-        if not any(isinstance(m, FileNameMarker) for m in info.metadata):
+        if _file_marker(info) is None:
             continue
         value = getattr(settings, name)
-        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        if not isinstance(value, str) or not value or "\0" in value:
+            continue
+        expanded = Path(value).expanduser()
+        if expanded.is_absolute():
             continue
         pos = raw.where(path + (name,))
         base = Path.cwd() if pos.file == SET_FILE else Path(pos.file).resolve().parent
-        updates[name] = str(base / Path(value).expanduser())
+        updates[name] = str(base / expanded)
     return settings.model_copy(update=updates) if updates else settings
+
+
+def _check_files(section: Section, raw: RawConfig) -> None:
+    """Each file a section names exists (else the error points at the line that names it), and
+    passes its plugin's quick check (which raises its own InputError, at the file's own line)."""
+    settings = section.settings
+    for name, info in type(settings).model_fields.items():
+        marker = _file_marker(info)
+        value = getattr(settings, name)
+        if marker is None or not isinstance(value, str):
+            continue
+        keypath = section.path + (name,)
+        written = keypath in raw.sources
+        if not value.strip():
+            if written:  # `lots: ""`: the config's own folder would be read as the file
+                raise ConfigError.at(raw.where_value(keypath), f"{name}: the file name is empty",
+                                     hint=f"name a file, or remove `{name}:` to use the default")
+            continue
+        shown = raw.data
+        for part in keypath:
+            shown = shown.get(part) if isinstance(shown, dict) else shown[part] if isinstance(shown, list) else None
+        if not written and shown is not None:
+            # Put there by the command itself (`--data FILE`): no config line names it; the
+            # plugin's check names the file.
+            pass
+        else:
+            pos = raw.where_value(keypath) if written else raw.where(section.path)
+            given = shown if isinstance(shown, str) else info.default
+            relative = ("the current folder (it came from --set)" if pos.file == SET_FILE
+                        else "the config file that names it")
+            problem = None
+            try:
+                path = Path(value)
+                if "\0" in value:
+                    problem = "is not a file name (it holds a NUL character)"
+                elif path.is_dir():
+                    problem = "is a folder, not a file"
+                elif not path.exists():
+                    problem = "no such file"
+            except (OSError, ValueError) as exc:
+                problem = f"cannot be looked at ({exc})"
+            if problem is not None:
+                default = "" if written else " (the default)"
+                what = f"{name}: no such file {given}" if problem == "no such file" else f"{name}: {given} {problem}"
+                hint = (f"looked for {value}, which was not found; a file name in a config is relative to {relative}"
+                        if problem == "no such file" else f"name a file; a file name in a config is relative to {relative}")
+                if not written:
+                    hint += f"; write `{name}: FILE` in {_shown(section.path)} to name another"
+                raise ConfigError.at(pos, what + default, hint=hint)
+        if marker.check is None:
+            continue
+        try:
+            marker.check(Path(value))
+        except InputError:
+            raise
+        except Exception as exc:  # a bug in the plugin's check, not in the user's file
+            raise ConfigError.at(
+                raw.where_value(keypath) if written else raw.where(section.path),
+                f"{section.kind} plugin '{section.use}' (package {section.plugin.package!r}) failed while checking "
+                f"the file {value}: {type(exc).__name__}: {exc}",
+                hint="this is a bug in that plugin; report it to its authors") from exc
+
+
+def _check_live(mode: str, broker: Section, raw: RawConfig) -> None:
+    """S2, on the settings alone, before a run makes its state folder: a broker section that
+    points at a live account needs `mode: live` (the run checks again, with the broker that
+    cannot say at all; a broker that can only tell once connected checks there)."""
+    if mode == "live":
+        return
+    pos = raw.where(broker.path)
+    is_live = getattr(broker.settings, "is_live", None)
+    if not callable(is_live):
+        return  # a plugin that cannot say: the run refuses it (run.live_guard), before connecting
+    try:
+        live = is_live()
+    except Exception as exc:
+        raise ConfigError.at(
+            pos, f"broker plugin '{broker.use}' (package {broker.plugin.package!r}) failed while saying whether "
+            f"it trades a live account: {type(exc).__name__}: {exc}",
+            hint="this is a bug in that plugin; report it to its authors") from exc
+    if live:
+        raise ConfigError.at(
+            pos, "this broker section points at a LIVE account, but the config does not say `mode: live`",
+            hint="paper trading is the default; add `mode: live` at the top of the config to trade real money")
+
+
+def _check_state_dir(state_dir: str | None, raw: RawConfig, problems: list[Problem]) -> None:
+    """A state folder that can never be made (a file is in the way, a NUL in the name)."""
+    if not state_dir:
+        return
+    pos = raw.where_value(("state_dir",))
+    hint = "name a folder (relative to the config file), or remove state_dir: to use state/<config name>/"
+    if "\0" in state_dir:
+        problems.append(Problem(pos, "state_dir: not a folder name (it holds a NUL character)", hint))
+        return
+    try:
+        path = Path(state_dir).expanduser()
+        if not path.is_absolute():
+            path = raw.path.parent / path
+        for part in [path, *path.parents]:
+            if part.exists():
+                if not part.is_dir():
+                    what = "is a file" if part == path else f"is inside {part}, which is a file"
+                    problems.append(Problem(pos, f"state_dir: {state_dir} {what}, not a folder", hint))
+                return
+    except (OSError, ValueError, RuntimeError) as exc:
+        problems.append(Problem(pos, f"state_dir: {state_dir!r} cannot be used ({exc})", hint))
+
+
+def _brief(value: Any) -> str:
+    """A wrong value for a message: a scalar as written, a structure only by its kind (it may
+    hold secrets substituted from the environment, which are never printed)."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _shown(path: KeyPath) -> str:

@@ -14,11 +14,13 @@ from bothost.errors import InputError
 
 
 class DataError(InputError):
-    """A replay data file that cannot be read. ``str()`` is ``FILE:LINE: message`` (or
-    ``FILE: message`` when no line applies), followed by ``\\n  hint: ...`` when there is a hint."""
+    """A replay data file that cannot be read. ``str()`` is ``FILE:LINE[:COL]: message`` (line 1
+    for what concerns the whole file, and for Parquet; no line only for a file that is not
+    there), followed by ``\\n  hint: ...``."""
 
-    def __init__(self, message: str, path: str | Path, line: int | None = None, hint: str | None = None):
-        super().__init__(message, path, line, hint=hint)
+    def __init__(self, message: str, path: str | Path, line: int | None = None, hint: str | None = None,
+                 col: int | None = None):
+        super().__init__(message, path, line, hint=hint, col=col)
 
     def __reduce__(self):  # picklable with its arguments
-        return (self.__class__, (self.message, self.path, self.line, self.hint))
+        return (self.__class__, (self.message, self.path, self.line, self.hint, self.col))

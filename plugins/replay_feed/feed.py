@@ -13,6 +13,7 @@ complete once ``chunks()`` has been iterated to the end.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import numpy as np
 from bothost.hookspecs import TickChunk
 
 from .bars import DEFAULT_INTERVAL_NS, GapCounter, ticks_from_bars
-from .layout import BARS, REASONS, Layout, inspect
+from .errors import DataError
+from .layout import BARS, NO_ROWS_HINT, QUOTES, REASON_WORDS, REASONS, Layout, inspect
 from .reader import DEFAULT_CHUNK_ROWS, Counts, Scan
 from .synthetic import DEFAULT_SUBSTEPS, bar_chunks, start_ns
 from .times import NS
@@ -40,6 +42,20 @@ def _interval_text(ns: int) -> str:
         if isinstance(s, int) and s % size == 0:
             return f"{s // size}-{unit}"
     return f"{s}-second"
+
+
+def _first_row_line(path: Path) -> int:
+    """The line of the first non-blank line after the header (2 unless blank lines come first)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return 2
+    lines = re.split(rb"\r\n|\n|\r", head)
+    for i, line in enumerate(lines[1:], 2):
+        if line.strip():
+            return i
+    return 2
 
 
 def _after(source: Iterator[tuple[np.ndarray, np.ndarray]], after_ns: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -87,17 +103,53 @@ class FileFeed(_Feed):
         self._last_ns: int | None = None
         self._ticks_total: int | None = None
         self._typed: bool | None = None  # how the survey read the file (see reader.Scan)
+        self._checked = False  # a tick/quote file: a good row was seen by open()
 
     # -- set-up ----------------------------------------------------------------------------
 
     def open(self) -> FileFeed:
-        """Check the file (exists, CSV or Parquet, usable header) and, for bars, read it once to
-        find the bar interval and count the bad rows. Raises DataError. Idempotent."""
+        """Check the file (exists, CSV or Parquet, usable header, at least one good row) and,
+        for bars, read it once to find the bar interval and count the bad rows. Raises
+        DataError. Idempotent."""
         if self.layout is None:
             self.layout = inspect(self.path)
-        if self.layout.kind == BARS and self._counts is None:
-            self._survey()
+        if self.layout.kind == BARS:
+            if self._counts is None:
+                self._survey()
+            if self._counts.accepted == 0:
+                raise self._no_rows(self._counts)
+        else:
+            # A tick or quote file is read once, during the run; here only as far as its first
+            # good row, so that a file with none is bad input before anything starts.
+            self.check()
         return self
+
+    def check(self) -> FileFeed:
+        """The quick look (what config validation does): the header is usable and some row is
+        good; reads only as far as the first good row. Raises DataError."""
+        if self.layout is None:
+            self.layout = inspect(self.path)
+        if not self._checked:
+            scan = Scan(self.layout, self.chunk_rows)
+            if not any(len(acc) for acc in scan):
+                raise self._no_rows(scan.counts)
+            self._checked = True
+        return self
+
+    def _no_rows(self, counts: Counts) -> DataError:
+        """The file has a header and not one usable row."""
+        line = 1 if self.layout.fmt == "parquet" else _first_row_line(self.path)
+        if counts.rows == 0:
+            return DataError("no data rows: the file has a header and nothing else", self.path, 1,
+                             hint=NO_ROWS_HINT)
+        reasons = ", ".join(f"{n:,} {REASON_WORDS.get(r, r)}" for r, n in counts.by_reason.items() if n)
+        every = "the only row was" if counts.rows == 1 else f"all {counts.rows:,} rows were"
+        return DataError(
+            f"no data rows: {every} skipped ({reasons})", self.path, line,
+            hint=f"a usable {self.layout.kind[:-1]} row has a readable time later than the row before it and "
+                 f"finite prices above 0{' with high >= low' if self.layout.kind == BARS else ''}"
+                 f"{' with ask >= bid' if self.layout.kind == QUOTES else ''}; the header is "
+                 f"{','.join(self.layout.header)[:120]}")
 
     def _survey(self) -> None:
         scan = Scan(self.layout, self.chunk_rows)

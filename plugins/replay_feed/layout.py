@@ -8,6 +8,7 @@ before any row is read.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,16 @@ REASONS = {
     BARS: ("unparseable", "not_finite", "not_positive", "high_below_low", "not_after_previous"),
     TICKS: ("unparseable", "not_finite", "not_positive", "not_after_previous"),
     QUOTES: ("unparseable", "not_finite", "not_positive", "crossed_quote", "not_after_previous"),
+}
+
+#: The skip reasons in words, for messages.
+REASON_WORDS = {
+    "unparseable": "unreadable (a time or price that cannot be read, or the wrong number of fields)",
+    "not_finite": "with a NaN or infinite price",
+    "not_positive": "with a price of 0 or less",
+    "high_below_low": "with high below low",
+    "crossed_quote": "with ask below bid",
+    "not_after_previous": "with a time not after the previous row's",
 }
 
 HEADER_HINT = (
@@ -78,49 +89,101 @@ class Layout:
         return REASONS[self.kind]
 
 
+#: How many bytes of a CSV file are looked at to learn its layout (the header must fit).
+HEAD_BYTES = 1 << 16
+
+NO_ROWS_HINT = "a data file needs a header line and at least one row, e.g. 2024-01-02T09:30:00-05:00,50.10,50.20,50.00,50.15"
+
+
 def inspect(path: str | Path) -> Layout:
-    """Check that ``path`` is a usable data file and learn its layout. Raises DataError."""
+    """Check that ``path`` is a usable data file and learn its layout. Raises DataError.
+
+    Every error names a line (line 1 for what concerns the whole file, and for Parquet)."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot look at the data file: {exc}", path, hint="check the file name") from exc
+    if not exists:
         raise DataError("data file not found", path,
                         hint="check the path (a `data:` path in a config is relative to the config file; `--data` to the current folder)")
-    if path.is_dir():
-        raise DataError("is a directory, not a data file", path, hint=HEADER_HINT)
+    if is_dir:
+        raise DataError("is a directory, not a data file", path, 1, hint="name a CSV or Parquet file inside it")
     try:
         with open(path, "rb") as f:
-            head = f.read(1 << 16)
+            head = f.read(HEAD_BYTES)
+            more = bool(f.read(1))
     except OSError as exc:
-        raise DataError(f"cannot read the data file: {exc.strerror or exc}", path) from exc
+        raise DataError(f"cannot read the data file: {exc.strerror or exc}", path, 1,
+                        hint="check the file's permissions") from exc
     if head[:4] == b"PAR1":
         return _inspect_parquet(path)
-    return _inspect_csv(path, head)
+    return _inspect_csv(path, head, more)
 
 
-def _not_data(path: Path, what: str) -> DataError:
-    return DataError(f"not a CSV or Parquet file: {what}", path, hint=HEADER_HINT)
+_LINE_END = re.compile(rb"\r\n|\n|\r")
 
 
-def _inspect_csv(path: Path, head: bytes) -> Layout:
+def _not_data(path: Path, what: str, line: int = 1, col: int | None = None, hint: str = HEADER_HINT) -> DataError:
+    return DataError(f"not a CSV or Parquet file: {what}", path, line, hint=hint, col=col)
+
+
+#: Byte-order marks of the encodings a spreadsheet may save "CSV" in, UTF-32 before UTF-16.
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+              (b"\xfe\xff", "UTF-16"))
+
+
+def _wide_text(head: bytes) -> str | None:
+    """UTF-16/32 text (by its BOM, or by every other byte being NUL), or None."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return name
+    sample = head[:512]
+    if len(sample) >= 4:
+        if sample[1::2].count(0) > 0.7 * len(sample[1::2]) or sample[0::2].count(0) > 0.7 * len(sample[0::2]):
+            return "UTF-16"
+    return None
+
+
+def _line_col(head: bytes, index: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of byte ``index``."""
+    start = head.rfind(b"\n", 0, index) + 1
+    line = head.count(b"\n", 0, index) + 1
+    return line, len(head[start:index].decode("utf-8", errors="replace")) + 1
+
+
+def _inspect_csv(path: Path, head: bytes, more: bool = False) -> Layout:
     if not head:
-        raise DataError("the file is empty: no header line", path, hint=HEADER_HINT)
+        raise DataError("the file is empty: no header line", path, 1, hint=HEADER_HINT)
     for magic, what in _BINARY_MAGIC:
         if head.startswith(magic):
             raise _not_data(path, f"it is {what}")
+    wide = _wide_text(head)
+    if wide:
+        raise _not_data(path, f"it is {wide} text", hint=f"save it as UTF-8 CSV (iconv -f {wide} -t UTF-8 FILE)")
     if b"\x00" in head:
-        raise _not_data(path, "it holds binary data")
-    first, newline, _ = head.partition(b"\n")
-    if not newline and len(head) == 1 << 16:
-        raise _not_data(path, "its first line is longer than 64 KiB")
+        line, col = _line_col(head, head.index(b"\x00"))
+        raise _not_data(path, "it holds binary data (a NUL byte)", line, col,
+                        hint="a data file is text: " + HEADER_HINT)
+    lines_ = _LINE_END.split(head)  # LF, CRLF or a lone CR (old Mac files), as Arrow reads them
+    first = lines_[0]
+    if len(lines_) == 1 and len(head) == HEAD_BYTES:
+        raise _not_data(path, f"its first line is longer than {HEAD_BYTES // 1024} KiB",
+                        hint="the first line must be the header: " + HEADER_HINT)
     try:
-        text = first.decode("utf-8-sig").rstrip("\r")
-    except UnicodeDecodeError:
-        raise _not_data(path, "it is not UTF-8 text") from None
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = 3 if first.startswith(b"\xef\xbb\xbf") else 0
+        line, col = _line_col(head, exc.start + offset)
+        raise _not_data(path, f"it is not UTF-8 text (byte 0x{first[exc.start + offset]:02x})", line, col,
+                        hint="save it as UTF-8 (from Latin-1, say: iconv -f LATIN1 -t UTF-8 FILE)") from None
     if not text.strip():
         raise DataError("the first line is empty: expected a header", path, 1, hint=HEADER_HINT)
     header = next(csv.reader([text]))
-    lines = head.count(b"\n")
-    row_bytes = max(8, len(head) // max(1, lines))
+    row_bytes = max(8, len(head) // max(1, len(lines_) - 1))
     kind, time_cols, price_cols = _roles(header, path)
+    if not more and not any(ln.strip(b" \t") for ln in lines_[1:]):
+        raise DataError("no data rows: the file has a header and nothing else", path, 1, hint=NO_ROWS_HINT)
     return Layout(path, "csv", kind, time_cols, price_cols, tuple(header), row_bytes=row_bytes,
                   time_hint=_time_hint(head, header, time_cols))
 
@@ -128,9 +191,9 @@ def _inspect_csv(path: Path, head: bytes) -> Layout:
 def _time_hint(head: bytes, header: list[str], time_cols: tuple[str, ...]) -> str | None:
     if len(time_cols) != 1:
         return None
-    lines = head.split(b"\n")[1:-1][:8]
+    lines = _LINE_END.split(head)[1:-1][:8]
     try:
-        rows = list(csv.reader(line.decode("utf-8").rstrip("\r") for line in lines if line.strip()))
+        rows = list(csv.reader(line.decode("utf-8") for line in lines if line.strip()))
     except (UnicodeDecodeError, csv.Error):
         return None
     i = header.index(time_cols[0])
@@ -151,20 +214,22 @@ def _inspect_parquet(path: Path) -> Layout:
         schema = pf.schema_arrow
         num_rows = pf.metadata.num_rows
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
-        raise DataError(f"not a readable Parquet file: {exc}", path, hint=HEADER_HINT) from exc
+        raise DataError(f"not a readable Parquet file: {exc}", path, 1,
+                        hint="it starts like Parquet (PAR1) but cannot be read: it may be truncated or damaged; "
+                             "write it again") from exc
     header = tuple(schema.names)
-    kind, time_cols, price_cols = _roles(header, path, line=None)
+    kind, time_cols, price_cols = _roles(header, path)
     for name in time_cols:
         t = schema.field(name).type
         if pa.types.is_dictionary(t):
             t = t.value_type
         if not (pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_string(t)
                 or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
-            raise DataError(f"the time column {name!r} has type {t}", path,
+            raise DataError(f"the time column {name!r} has type {t}", path, 1,
                             hint="store times as a timestamp, a date, or ISO text")
         if len(time_cols) == 2 and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             raise DataError(f"the {name!r} column has type {t}: separate date and time columns must be text",
-                            path, hint="store one timestamp column instead")
+                            path, 1, hint="store one timestamp column instead")
     for name in price_cols:
         t = schema.field(name).type
         if pa.types.is_dictionary(t):
@@ -172,7 +237,9 @@ def _inspect_parquet(path: Path) -> Layout:
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
                 or pa.types.is_string(t) or pa.types.is_large_string(t)
                 or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
-            raise DataError(f"the price column {name!r} has type {t}", path, hint="store prices as numbers")
+            raise DataError(f"the price column {name!r} has type {t}", path, 1, hint="store prices as numbers")
+    if num_rows == 0:
+        raise DataError("no data rows: the Parquet file has columns and no rows", path, 1, hint=NO_ROWS_HINT)
     return Layout(path, "parquet", kind, time_cols, price_cols, header, num_rows=num_rows)
 
 

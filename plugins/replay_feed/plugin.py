@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bothost.config import ConfigPath
+from bothost.config import checked_path
 from bothost.hookspecs import BuildEnv, hookimpl
 
 from .errors import DataError
@@ -73,12 +73,24 @@ class SyntheticConfig(BaseModel):
         return v
 
 
+def check_data_file(path: Path) -> None:
+    """What config validation looks at, before a run starts: the file is CSV or Parquet with a
+    usable header and at least one good row (read only as far as that row). Raises DataError
+    naming the file and line."""
+    from .feed import FileFeed
+
+    FileFeed(path).check()
+
+
+DataPath = checked_path(check_data_file, "a CSV or Parquet file, relative to the config file that names it")
+
+
 class ReplayFeedConfig(BaseModel):
     """A replay of a data file (``data``) or of synthetic data (``synthetic``): one of the two."""
 
     model_config = ConfigDict(extra="forbid")
 
-    data: ConfigPath | None = Field(None, description="CSV or Parquet file of bars, ticks or quotes "
+    data: DataPath | None = Field(None, description="CSV or Parquet file of bars, ticks or quotes "
                                                "(relative to the config file)")
     symbol: str = Field("TQQQ", min_length=1, description="the symbol the ticks are for")
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, gt=0, description="rows read per chunk")

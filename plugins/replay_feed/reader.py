@@ -40,6 +40,10 @@ content, a header with no time column or no price columns.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import io
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -151,8 +155,78 @@ class _TypedFailed(Exception):
     """The fast path met a value Arrow's typed CSV conversion refuses: read as text instead."""
 
 
+class _NotUtf8Row(Exception):
+    """A line with the wrong number of fields holds bytes that are not UTF-8: Arrow cannot hand
+    it to the skip handler (it decodes the line for it first, fails, and gives up on the file),
+    so the pass starts again, reading through :class:`_Utf8Filter`."""
+
+
+class _Utf8Filter(io.RawIOBase):
+    """The file's bytes with every byte that is not UTF-8 replaced (by U+FFFD): what Arrow
+    reads once a line has shown to need it. Line ends, commas and quotes are ASCII and never
+    touched, so the rows are the same rows; a replaced byte was never part of a number or a
+    time, so every row reads as it did (the bad ones stay bad, as "unparseable")."""
+
+    def __init__(self, path):
+        super().__init__()
+        self._file = open(path, "rb")
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._buffer = bytearray()
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, want: int) -> None:
+        while (want < 0 or len(self._buffer) < want) and not self._eof:
+            raw = self._file.read(max(want, 1 << 20) if want >= 0 else -1)
+            if not raw:
+                self._eof = True
+                self._buffer += self._decoder.decode(b"", final=True).encode()
+            else:
+                self._buffer += self._decoder.decode(raw).encode()
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill(size)
+        if size < 0 or size >= len(self._buffer):
+            out = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            out = bytes(self._buffer[:size])
+            del self._buffer[:size]
+        return out
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _handler_failures(handler, seen: list):
+    """Arrow reports a skip handler it could not call (see :class:`_NotUtf8Row`) as an
+    "Exception ignored" on stderr; note it instead of printing it."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if unraisable.object is handler and isinstance(unraisable.exc_value, UnicodeDecodeError):
+            seen.append(1)
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def _csv_batches(layout: Layout, chunk_rows: int, skipped: list, typed: bool,
-                 skip_rows: int = 0) -> Iterator[list[pa.Array]]:
+                 skip_rows: int = 0, utf8_filter: bool = False) -> Iterator[list[pa.Array]]:
     """The needed columns, ``chunk_rows`` rows at a time, after the first ``skip_rows`` rows.
 
     ``typed``: Arrow converts the time and price columns itself (the fast path; any value it
@@ -180,28 +254,37 @@ def _csv_batches(layout: Layout, chunk_rows: int, skipped: list, typed: bool,
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
+    undecodable: list = []  # invalid lines Arrow could not decode for the handler
+    source = _Utf8Filter(layout.path) if utf8_filter else layout.path
     try:
-        reader = pcsv.open_csv(layout.path, read_options=read, parse_options=parse, convert_options=convert)
-    except pa.ArrowInvalid as exc:
+        with _handler_failures(invalid_row, undecodable):
+            reader = pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowException as exc:
+        if undecodable and not utf8_filter:
+            raise _NotUtf8Row() from exc
         if typed:
             raise _TypedFailed(str(exc)) from exc
-        raise DataError(f"cannot read the CSV: {exc}", layout.path, hint=HEADER_HINT) from exc
+        raise DataError(f"cannot read the CSV: {exc}", layout.path, 1, hint=HEADER_HINT) from exc
     except OSError as exc:
-        raise DataError(f"cannot read the CSV: {exc}", layout.path, hint=HEADER_HINT) from exc
+        raise DataError(f"cannot read the CSV: {exc}", layout.path, 1, hint=HEADER_HINT) from exc
     rows = 0
     with reader:
         while True:
             try:
-                batch = reader.read_next_batch()
+                with _handler_failures(invalid_row, undecodable):
+                    batch = reader.read_next_batch()
             except StopIteration:
                 return
-            except pa.ArrowInvalid as exc:
+            except pa.ArrowException as exc:  # ArrowInvalid, mostly
+                if undecodable and not utf8_filter:
+                    raise _NotUtf8Row() from exc
                 if typed:
                     raise _TypedFailed(str(exc)) from exc
-                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path,
+                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path, rows + 2,
                                 hint="the file may be truncated or not a CSV file") from exc
             except OSError as exc:
-                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path) from exc
+                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path, rows + 2,
+                                hint="check that the file is complete and readable") from exc
             n = batch.num_rows
             rows += n
             if skip_rows >= n:
@@ -221,8 +304,9 @@ def _parquet_batches(layout: Layout, chunk_rows: int) -> Iterator[list[pa.Array]
         pf = pq.ParquetFile(layout.path)
         for batch in pf.iter_batches(batch_size=chunk_rows, columns=cols, use_threads=True):
             yield [batch.column(c) for c in cols]
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"cannot read the Parquet file: {exc}", layout.path) from exc
+    except (pa.ArrowException, OSError, ValueError, IndexError) as exc:  # a damaged page, say
+        raise DataError(f"cannot read the Parquet file: {exc}", layout.path, 1,
+                        hint="the file may be truncated or damaged: write it again") from exc
 
 
 @dataclass
@@ -275,6 +359,7 @@ class Scan:
         self.counts = Counts(layout.reasons)
         self.typed = (layout.time_hint is not None) if typed is None else (typed and layout.time_hint is not None)
         self._last = INT64_MIN  # running max of the otherwise-valid rows' times
+        self.utf8_filter = False  # read through _Utf8Filter (a short line had bytes that are not UTF-8)
 
     def __iter__(self) -> Iterator[Accepted]:
         lay = self.layout
@@ -287,12 +372,15 @@ class Scan:
         while True:
             skipped: list = []  # lines the CSV parser dropped (wrong number of fields)
             try:
-                for arrays in _csv_batches(lay, self.chunk_rows, skipped, self.typed, done):
+                for arrays in _csv_batches(lay, self.chunk_rows, skipped, self.typed, done, self.utf8_filter):
                     acc = self._validate(arrays[:nt], arrays[nt:])
                     done += len(arrays[0])
                     yield acc
             except _TypedFailed:
                 self.typed = False  # start again as text, from the row reached
+                continue
+            except _NotUtf8Row:
+                self.utf8_filter = True  # start again through the filter, from the row reached
                 continue
             break
         # The last attempt parsed the file from its start, so it saw every dropped line.

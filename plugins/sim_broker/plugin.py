@@ -7,10 +7,11 @@ orders against the feed's ticks itself (the engine's ``MatchingVenue`` protocol)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bothost.hookspecs import BuildEnv, Emit, hookimpl
 from bothost.model import BrokerSnapshot, Fill, OrderRequest
@@ -22,8 +23,9 @@ from .venue import BrokerLike, Commission, Venue
 class SimBrokerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    commission_per_share: Decimal = Field(Decimal("0.005"), ge=0, description="dollars a share")
-    commission_min: Decimal = Field(Decimal("1.00"), ge=0, description="dollars per execution")
+    # (at most a million dollars: beyond Decimal's 28 digits a fee can no longer be written in cents)
+    commission_per_share: Decimal = Field(Decimal("0.005"), ge=0, le=1_000_000, description="dollars a share")
+    commission_min: Decimal = Field(Decimal("1.00"), ge=0, le=1_000_000, description="dollars per execution")
     partial_fill_shares: int | None = Field(
         None, gt=0, description="fill at most this many shares of an order per tick (for tests)")
     database: str = Field("venue.sqlite", description="file name in the run's state folder")
@@ -42,6 +44,23 @@ class SimBrokerConfig(BaseModel):
     disconnect_at_execs: list[int] = Field(
         default_factory=list, description="drop the connection right after these executions (1-based): "
                                           "never reported, the run ends as a broker gone away")
+
+    @field_validator("reject_refs", "inactive_refs")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:  # regular expressions, searched in each order's tag
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        if not value.strip() or "\0" in value or value.strip() in (".", "..") or "/" in value or "\\" in value:
+            raise ValueError(f"database must be a plain file name inside the state folder, not {value!r}")
+        return value
 
     def is_live(self) -> bool:
         """S2: the simulated venue never trades real money."""

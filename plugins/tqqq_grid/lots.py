@@ -114,7 +114,7 @@ def parse_lot_map(text: str, path: str | Path = "<lots>") -> LotMap:
                               "every level buys at least 1 share; remove the levels you do not want")
         shares.append(qty)
     if not shares:
-        raise LotMapError("the lot map has no levels", path, None, _HINT_FORMAT)
+        raise LotMapError("the lot map has no levels", path, 1, _HINT_FORMAT)
     return LotMap(tuple(shares), str(path))
 
 
@@ -127,8 +127,13 @@ def load_lot_map(path: str | Path) -> LotMap:
         raise LotMapError("lot map file not found", path, None,
                           "'lots:' in the strategy config is relative to the config file") from None
     except UnicodeDecodeError as exc:
-        raise LotMapError(f"not a text file ({exc.reason})", path, None, _HINT_FORMAT) from None
+        raw = path.read_bytes()
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise LotMapError(f"not a text file ({exc.reason}: byte 0x{raw[exc.start]:02x})", path, line,
+                          "save it as UTF-8 text; " + _HINT_FORMAT) from None
+    except IsADirectoryError:
+        raise LotMapError("is a folder, not a lot map file", path, 1, "name the lot map file (level,shares)") from None
     except OSError as exc:
-        raise LotMapError(f"cannot read the lot map: {exc.strerror or exc}", path, None,
+        raise LotMapError(f"cannot read the lot map: {exc.strerror or exc}", path, 1,
                           "check the path and its permissions") from None
     return parse_lot_map(text, path)

@@ -8,7 +8,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bothost.config import ConfigPath, Duration, NonNegativePercent, PositivePercent
+from bothost.config import Duration, NonNegativePercent, PositivePercent, checked_path
+
+
+def _check_lots(path) -> None:
+    """Validation reads the lot map (LotMapError, FILE:LINE), so a bad one stops a run before it starts."""
+    from .lots import load_lot_map
+
+    load_lot_map(path)
+
+
+LotsPath = checked_path(_check_lots, "a lot map file (level,shares), relative to the config file that names it")
 
 
 class TqqqGridConfig(BaseModel):
@@ -19,7 +29,7 @@ class TqqqGridConfig(BaseModel):
 
     symbol: str = "TQQQ"
     #: the lot map, relative to the config file (resolved with ``BuildEnv.resolve``)
-    lots: ConfigPath = "tqqq_lots.csv"
+    lots: LotsPath = "tqqq_lots.csv"
     #: SELL limit = purchase x (1 + profit_target)
     profit_target: PositivePercent = "1%"  # type: ignore[assignment]
     #: each level's trigger is buy_step below the previous level's trigger
@@ -40,6 +50,15 @@ class TqqqGridConfig(BaseModel):
         value = value.strip()
         if not value:
             raise ValueError("symbol must not be empty")
+        return value
+
+    @field_validator("profit_target", "l0_buffer")
+    @classmethod
+    def _not_absurd(cls, value: Decimal, info) -> Decimal:
+        # A limit is written in whole cents of an int64 (the venue, SQLite): 1000% (a limit 11
+        # times the price) is far beyond any grid's use and far inside what a limit can hold.
+        if value > 10:
+            raise ValueError(f"{info.field_name} must be at most 1000%")
         return value
 
     @field_validator("buy_step")
