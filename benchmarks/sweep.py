@@ -17,7 +17,9 @@ Figures, per run:
   *overhead total* is the same against the whole wall time.
 - *scaling*: cells/s on 2 workers / cells/s on 1 (best run of each).
 Targets: scaling >= 1.8 on a 2-core machine, overhead < 5%. The 1-minute load average before
-and after each run is recorded: the machine has 2 cores, and anything else running shows.
+and after each run is recorded, and *others' CPU*: the CPU time the rest of the machine used
+during the run (/proc/stat less this benchmark's children), as a share of all cores. The
+machine has 2 cores: a run where that share is above a few percent measured someone else too.
 
 Writes benchmarks/results/sweep.json (or --out).
 """
@@ -67,12 +69,14 @@ def one_run(data: Path, workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bothost-sweep-bench-") as tmp:
         out = Path(tmp) / "out"
         load_before = os.getloadavg()[0]
+        busy_before, ours_before = _machine_busy_s(), _children_cpu_s()
         started = time.perf_counter()
         r = subprocess.run([*bothost_exe(), "sweep", str(CONFIG), "--data", str(data), *PARAMS,
                             "--workers", str(workers), "--out", str(out), "--no-progress"],
                            capture_output=True, text=True, cwd=tmp, env={**os.environ, "COLUMNS": "200"})
         wall = time.perf_counter() - started
         load_after = os.getloadavg()[0]
+        others = (_machine_busy_s() - busy_before) - (_children_cpu_s() - ours_before)
         if r.returncode != 0:
             return {"workers": workers, "ok": False, "error": (r.stdout + r.stderr)[-2000:]}
         m = re.search(r"sweep: (\d+) cells \((\d+) run now on (\d+) workers?.*\(cluster and warm-up ([\d.]+) s, "
@@ -89,7 +93,27 @@ def one_run(data: Path, workers: int) -> dict:
         "overhead_share": round((cells_s - busy) / cells_s, 4),
         "overhead_share_total": round((wall - busy) / wall, 4),
         "fills": sum(table["fills"]), "load1_before": round(load_before, 2), "load1_after": round(load_after, 2),
+        # CPU time the rest of the machine used meanwhile, as a share of all cores: what was not ours
+        "others_cpu_share": round(max(0.0, others) / ((os.cpu_count() or 1) * wall), 3),
     }
+
+
+def _machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children and their reaped descendants."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> int:
@@ -141,17 +165,17 @@ def _print(result: dict, counts: list[int]) -> None:
 
     table = Table(title=f"bothost sweep: 24 cells of {result['meta']['bars']:,} bars (best run of each)")
     for col in ("workers", "cells/s", "cells/s total", "overhead", "overhead total", "mean cell s",
-                "cluster + warm-up s", "wall s", "load before/after"):
+                "cluster + warm-up s", "wall s", "load before/after", "others' CPU"):
         table.add_column(col, justify="right")
     for n in counts:
         r = result["best"].get(str(n))
         if r is None:
-            table.add_row(str(n), *["failed"] * 8)
+            table.add_row(str(n), *["failed"] * 9)
             continue
         table.add_row(str(n), f"{r['cells_per_s']:.2f}", f"{r['cells_per_s_total']:.2f}",
                       f"{r['overhead_share']:.1%}", f"{r['overhead_share_total']:.1%}", f"{r['mean_cell_s']:.2f}",
                       f"{r['cluster_and_warm_up_s']:.2f}", f"{r['wall_s']:.1f}",
-                      f"{r['load1_before']:.2f}/{r['load1_after']:.2f}")
+                      f"{r['load1_before']:.2f}/{r['load1_after']:.2f}", f"{r['others_cpu_share']:.0%}")
     console = Console(width=max(140, Console().width))
     console.print(table)
     if "scaling_2_over_1" in result:
