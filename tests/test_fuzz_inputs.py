@@ -376,10 +376,27 @@ def test_a_state_dir_that_cannot_be_a_folder_is_bad_input_at_its_line(runner, tm
     ("strategies.0.profit_target=99999999999999999999999999%", "at most 1000%"),  # was an SQLite OverflowError
     ("strategies.0.l0_buffer=99999999999999999999999%", "at most 1000%"),
     ("broker.commission_per_share=99999999999999999999999999999", "must be at most 1000000"),  # was decimal.InvalidOperation
+    ("broker.database=" + "a" * 300, "at most 200"),  # was OSError: File name too long
+    ("broker.database=''", "plain file name"),
+    ("broker.inactive_refs=['*']", "not a regular expression"),  # was re.error at the first order
 ])
 def test_values_a_run_could_not_survive_are_refused_by_validation(runner, tmp_path, override, words):
     (tmp_path / "tiny.csv").write_bytes(runner.tiny.read_bytes())
     res = runner.invoke(["backtest", str(PAPER), "--data", "tiny.csv", "--out", "OUT", "--set", override], tmp_path)
+    m = _bad(res)
+    assert m["file"] == "--set" and words in m["msg"], m["msg"]
+    assert not (tmp_path / "OUT").exists()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("feed.chunk_rows=9223372036854775808", "at most 100000000"),  # was an OverflowError in the reader
+    ("feed.synthetic.seed=-1", "at least 0"),  # was numpy's ValueError
+    ("feed.synthetic.interval=100000000000", "at most 31622400"),  # was an OverflowError
+    ("feed.synthetic={bars: 10000000000, interval: 3600}", "past the year 2262"),
+    ("feed.synthetic.start_price=1e300", "at most 1000000"),
+])
+def test_replay_feed_settings_a_replay_could_not_survive_are_refused(runner, tmp_path, override, words):
+    res = runner.invoke(["backtest", str(PAPER), "--out", "OUT", "--set", override], tmp_path)
     m = _bad(res)
     assert m["file"] == "--set" and words in m["msg"], m["msg"]
     assert not (tmp_path / "OUT").exists()

@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # numpy/pyarrow load only when a feed is built: `bothost vali
     from .feed import FileFeed, SyntheticFeed
 
 DEFAULT_CHUNK_ROWS = 65_536
+#: Seconds from the synthetic data's start (2024) to 2262, less a margin: what int64 ns can reach.
+MAX_SPAN_S = 7_000_000_000
 
 __all__ = ["ReplayFeedConfig", "SyntheticConfig", "make_replay_feed", "synth_command", "DataError"]
 
@@ -51,12 +53,21 @@ class SyntheticConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(7, description="random seed: the same seed gives the same bars")
-    bars: int = Field(20_000, gt=0, description="number of bars")
-    start_price: float = Field(50.0, gt=0, description="first open, in dollars")
-    volatility: float = Field(0.6, ge=0, description="annualised, over trading time (0.6 = 60%)")
-    drift: float = Field(0.0, description="annualised drift")
-    interval: int = Field(60, gt=0, description="bar size in seconds")
+    # The bounds keep the generator's numbers inside what it computes with (numpy's seeds are
+    # never negative, times are int64 ns until 2262, prices whole cents): far beyond any use.
+    seed: int = Field(7, ge=0, description="random seed: the same seed gives the same bars")
+    bars: int = Field(20_000, gt=0, le=10**10, description="number of bars")
+    start_price: float = Field(50.0, ge=0.01, le=1_000_000, description="first open, in dollars")
+    volatility: float = Field(0.6, ge=0, le=10, description="annualised, over trading time (0.6 = 60%)")
+    drift: float = Field(0.0, ge=-10, le=10, description="annualised drift")
+    interval: int = Field(60, gt=0, le=366 * 86_400, description="bar size in seconds (at most a year)")
+
+    @model_validator(mode="after")
+    def _ends_before_2262(self) -> SyntheticConfig:
+        if self.bars * self.interval > MAX_SPAN_S:
+            raise ValueError(f"{self.bars:,} bars of {self.interval:,} s reach past the year 2262 "
+                             "(the last time a nanosecond clock holds)")
+        return self
 
     @field_validator("interval", mode="before")
     @classmethod
@@ -93,7 +104,7 @@ class ReplayFeedConfig(BaseModel):
     data: DataPath | None = Field(None, description="CSV or Parquet file of bars, ticks or quotes "
                                                "(relative to the config file)")
     symbol: str = Field("TQQQ", min_length=1, description="the symbol the ticks are for")
-    chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, gt=0, description="rows read per chunk")
+    chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, gt=0, le=100_000_000, description="rows read per chunk")
     synthetic: SyntheticConfig | None = Field(None, description="generated data instead of a file")
 
     @model_validator(mode="after")

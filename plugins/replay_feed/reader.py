@@ -257,44 +257,48 @@ def _csv_batches(layout: Layout, chunk_rows: int, skipped: list, typed: bool,
     undecodable: list = []  # invalid lines Arrow could not decode for the handler
     source = _Utf8Filter(layout.path) if utf8_filter else layout.path
     try:
-        with _handler_failures(invalid_row, undecodable):
-            reader = pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
-    except pa.ArrowException as exc:
-        if undecodable and not utf8_filter:
-            raise _NotUtf8Row() from exc
-        if typed:
-            raise _TypedFailed(str(exc)) from exc
-        raise DataError(f"cannot read the CSV: {exc}", layout.path, 1, hint=HEADER_HINT) from exc
-    except OSError as exc:
-        raise DataError(f"cannot read the CSV: {exc}", layout.path, 1, hint=HEADER_HINT) from exc
-    rows = 0
-    with reader:
-        while True:
-            try:
-                with _handler_failures(invalid_row, undecodable):
-                    batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowException as exc:  # ArrowInvalid, mostly
-                if undecodable and not utf8_filter:
-                    raise _NotUtf8Row() from exc
-                if typed:
-                    raise _TypedFailed(str(exc)) from exc
-                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path, rows + 2,
-                                hint="the file may be truncated or not a CSV file") from exc
-            except OSError as exc:
-                raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path, rows + 2,
-                                hint="check that the file is complete and readable") from exc
-            n = batch.num_rows
-            rows += n
-            if skip_rows >= n:
-                skip_rows -= n
-                continue
-            arrays = [batch.column(i) for i in range(len(cols))]
-            for start in range(skip_rows, n, chunk_rows):
-                yield [a.slice(start, chunk_rows) for a in arrays]
-            skip_rows = 0
+        try:
+            with _handler_failures(invalid_row, undecodable):
+                reader = pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+        except pa.ArrowException as exc:
+            if undecodable and not utf8_filter:
+                raise _NotUtf8Row() from exc
+            if typed:
+                raise _TypedFailed(str(exc)) from exc
+            raise DataError(f"cannot read the CSV: {exc}", layout.path, 1, hint=HEADER_HINT) from exc
+        except OSError as exc:
+            raise DataError(f"cannot read the CSV: {exc}", layout.path, 1, hint=HEADER_HINT) from exc
+        rows = 0
+        with reader:
+            while True:
+                try:
+                    with _handler_failures(invalid_row, undecodable):
+                        batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except pa.ArrowException as exc:  # ArrowInvalid, mostly
+                    if undecodable and not utf8_filter:
+                        raise _NotUtf8Row() from exc
+                    if typed:
+                        raise _TypedFailed(str(exc)) from exc
+                    raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path, rows + 2,
+                                    hint="the file may be truncated or not a CSV file") from exc
+                except OSError as exc:
+                    raise DataError(f"cannot read the CSV after data row {rows}: {exc}", layout.path, rows + 2,
+                                    hint="check that the file is complete and readable") from exc
+                n = batch.num_rows
+                rows += n
+                if skip_rows >= n:
+                    skip_rows -= n
+                    continue
+                arrays = [batch.column(i) for i in range(len(cols))]
+                for start in range(skip_rows, n, chunk_rows):
+                    yield [a.slice(start, chunk_rows) for a in arrays]
+                skip_rows = 0
 
+    finally:
+        if isinstance(source, _Utf8Filter):
+            source.close()
 
 def _parquet_batches(layout: Layout, chunk_rows: int) -> Iterator[list[pa.Array]]:
     import pyarrow.parquet as pq

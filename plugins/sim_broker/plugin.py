@@ -60,6 +60,8 @@ class SimBrokerConfig(BaseModel):
     def _file_name(cls, value: str) -> str:
         if not value.strip() or "\0" in value or value.strip() in (".", "..") or "/" in value or "\\" in value:
             raise ValueError(f"database must be a plain file name inside the state folder, not {value!r}")
+        if len(value.encode()) > 200:  # file systems stop at 255 bytes, with "-wal" and the like added
+            raise ValueError(f"database: the file name is {len(value.encode())} bytes long; at most 200")
         return value
 
     def is_live(self) -> bool:
