@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1012,9 +1013,16 @@ class Runner:
         self._entry_points = host_plugins._entry_points
         listed = [_EntryPoint(ep) for ep in host_plugins._entry_points()]
         host_plugins._entry_points = lambda: list(listed)
+        # A warning a library prints on the terminal is seen every time, not once a process
+        # (what a user of the command sees); deprecation notices are not for the user.
+        self._filters = list(warnings.filters)
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
         self.counter = 0
 
     def close(self) -> None:
+        warnings.filters[:] = self._filters
         import bothost.plugins as host_plugins
         import bothost.run as host_run
 
@@ -1168,6 +1176,9 @@ def check_common(res: Result) -> list[str]:
         problems.append(f"{res.command}: exit {res.exit}: " + " | ".join(detail[-3:])[:400])
     if "Traceback (most recent call last)" in text:
         problems.append(f"{res.command}: a traceback on the terminal")
+    warned = re.search(r"^.*\b\w+Warning: .*$", text, re.M)
+    if warned:
+        problems.append(f"{res.command}: a library's warning on the terminal: {warned.group(0)[:160]!r}")
     return problems
 
 

@@ -278,6 +278,17 @@ def test_every_yaml_mistake_has_a_position_and_a_hint(runner, tmp_path, text, fr
     assert m["file"] == "c.yaml" and fragment in res.stderr, res.stderr
 
 
+def test_an_anchor_defined_twice_prints_no_library_warning(runner, tmp_path):
+    """ruamel's ReusedAnchorWarning went to stderr above the error (or above nothing at all)."""
+    (tmp_path / "c.yaml").write_text(PAPER.read_text() + "a: &x [1]\nb: &x [2]\nc: *x\n")
+    (tmp_path / "tqqq.yaml").write_bytes((CONFIGS / "tqqq.yaml").read_bytes())
+    res = runner.invoke(["config", "show", "c.yaml"], tmp_path)
+    assert res.exit == 0 and res.stderr == "", res.stderr
+    assert "c:\n  - 2\n" in res.stdout  # the later anchor counts, as YAML says
+    r = bothost("validate", "c.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: c.yaml:"), r.stderr  # unknown key 'a', nothing above it
+
+
 def test_a_control_character_is_reported_where_it_is(runner, tmp_path):
     (tmp_path / "c.yaml").write_text("mode: paper\nbroker:\n  use: sim\x00broker\n")
     m = _bad(runner.invoke(["validate", "c.yaml"], tmp_path))

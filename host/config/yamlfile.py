@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,11 @@ def read_yaml(path: Path, display: str) -> tuple[dict[str, Any], SourceMap]:
     # Quoted scalars come back as their own types, so that `"${PORT}"` can stay a string.
     yaml.preserve_quotes = True
     try:
-        doc = yaml.load(text)
+        with warnings.catch_warnings():
+            # ruamel warns on stderr about an anchor defined twice (legal YAML: the later one
+            # counts); the terminal gets one error line or none, never a library's warning
+            warnings.simplefilter("ignore")
+            doc = yaml.load(text)
     except MarkedYAMLError as exc:
         raise _syntax_error(exc, text, display) from None
     except ReaderError as exc:  # a control character: ruamel gives its index in the text
