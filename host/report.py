@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,6 +104,57 @@ class PriceSampler:
             self.last = (int(last[0]), int(last[1]))
 
 
+class FillPoints:
+    """Fill markers for the plot, (time_ns, price) per fill, in two flat arrays: a list of
+    tuples would hold ~150 bytes a fill, and a long run has millions of fills."""
+
+    __slots__ = ("t", "p")
+
+    def __init__(self) -> None:
+        self.t = array("q")
+        self.p = array("d")
+
+    def append(self, point: tuple[int, float]) -> None:
+        self.t.append(point[0])
+        self.p.append(point[1])
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+class Levels:
+    """fills.csv's level per fill: integers in a flat array (None as a sentinel), a plain list
+    only if a strategy describes a level that is not a small integer."""
+
+    __slots__ = ("items",)
+    _NONE = -(1 << 63)
+
+    def __init__(self) -> None:
+        self.items: Any = array("q")
+
+    def append(self, level: Any) -> None:
+        items = self.items
+        if type(items) is array:
+            if level is None:
+                items.append(self._NONE)
+                return
+            if type(level) is int and self._NONE < level < (1 << 63):
+                items.append(level)
+                return
+            self.items = items = [None if v == self._NONE else v for v in items]
+        items.append(level)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        items = self.items
+        if type(items) is not array:
+            return iter(items)
+        none = self._NONE
+        return (None if v == none else v for v in items)
+
+
 @dataclass
 class FillStats:
     buy_fills: int = 0
@@ -113,13 +165,14 @@ class FillStats:
     peak_capital: Decimal = Decimal(0)
     open_cost: Decimal = Decimal(0)  # what the shares still held cost (per lot where tags say)
     cash_exact: Decimal = Decimal(0)  # every fill's cash, after fees, from zero
-    times: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    cash: list[float] = field(default_factory=list)  # after fees, dollars
-    capital: list[float] = field(default_factory=list)
-    buys: list[tuple[int, float]] = field(default_factory=list)
-    sells: list[tuple[int, float]] = field(default_factory=list)
-    levels: list[int | None] = field(default_factory=list)  # per fill, for fills.csv
+    # One entry per fill, in flat arrays (memory stays small for millions of fills).
+    times: array = field(default_factory=lambda: array("q"))
+    positions: array = field(default_factory=lambda: array("q"))
+    cash: array = field(default_factory=lambda: array("d"))  # after fees, dollars
+    capital: array = field(default_factory=lambda: array("d"))
+    buys: FillPoints = field(default_factory=FillPoints)
+    sells: FillPoints = field(default_factory=FillPoints)
+    levels: Levels = field(default_factory=Levels)  # per fill, for fills.csv
 
 
 def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None]) -> FillStats:
@@ -127,40 +180,63 @@ def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None])
 
     A SELL whose tag names its lot's purchase price books ``qty x (sell - purchase)``; one that
     does not (a foreign or legacy order) books against the position's average cost.
+    Money stays Decimal (exact); the per-fill series for the plot are floats.
     """
     stats = FillStats()
     position, cost, cash = 0, Decimal(0), Decimal(0)
-    cache: dict[str, dict | None] = {}
+    realized, fees, peak = Decimal(0), Decimal(0), Decimal(0)
+    buys = sells = trips = 0
+    cache: dict[str, tuple] = {}
+    add_level, add_time, add_pos = stats.levels.append, stats.times.append, stats.positions.append
+    add_cash, add_cap = stats.cash.append, stats.capital.append
+    buy_t, buy_p, sell_t, sell_p = stats.buys.t.append, stats.buys.p.append, stats.sells.t.append, stats.sells.p.append
+    BUY = Side.BUY
     for f in fills:
-        info = cache.get(f.ref)
-        if info is None and f.ref not in cache:
-            info = cache[f.ref] = describe(f.ref) if f.ref else None
-        stats.levels.append(None if not info else info.get("level"))
-        stats.fees += f.commission
-        if f.side is Side.BUY:
-            stats.buy_fills += 1
-            position += f.quantity
-            cost += f.quantity * f.price
-            cash -= f.quantity * f.price
-            stats.buys.append((f.time_ns, float(f.price)))
-        else:
-            stats.sell_fills += 1
+        ref = f.ref
+        hit = cache.get(ref)
+        if hit is None:
+            info = describe(ref) if ref else None
             purchase = info.get("purchase") if info else None
+            hit = (None if not info else info.get("level"), None if purchase is None else Decimal(purchase))
+            if len(cache) < 65536:  # a SELL's tag is unique to its lot: a bounded memo, not a record
+                cache[ref] = hit
+        add_level(hit[0])
+        commission = f.commission
+        fees += commission
+        qty, price = f.quantity, f.price
+        if f.side is BUY:
+            buys += 1
+            position += qty
+            value = qty * price
+            cost += value
+            cash -= value
+            buy_t(f.time_ns)
+            buy_p(float(price))
+            if cost > peak:
+                peak = cost
+        else:
+            sells += 1
+            purchase = hit[1]
             if purchase is None:
-                purchase = cost / position if position else f.price
-            stats.realized_pnl += realized_pnl(f.quantity, f.price, Decimal(purchase))
-            cost -= f.quantity * Decimal(purchase) if position else 0
-            position -= f.quantity
-            cash += f.quantity * f.price
-            if f.order_complete:
-                stats.round_trips += 1
-            stats.sells.append((f.time_ns, float(f.price)))
-        cash -= f.commission
-        stats.peak_capital = max(stats.peak_capital, cost)
-        stats.times.append(f.time_ns)
-        stats.positions.append(position)
-        stats.cash.append(float(cash))
-        stats.capital.append(float(cost))
+                purchase = cost / position if position else price
+            realized += realized_pnl(qty, price, purchase)
+            if position:
+                cost -= qty * purchase
+            position -= qty
+            cash += qty * price
+            if f.order_filled >= f.order_quantity:
+                trips += 1
+            sell_t(f.time_ns)
+            sell_p(float(price))
+            if cost > peak:
+                peak = cost
+        cash -= commission
+        add_time(f.time_ns)
+        add_pos(position)
+        add_cash(float(cash))
+        add_cap(float(cost))
+    stats.buy_fills, stats.sell_fills, stats.round_trips = buys, sells, trips
+    stats.realized_pnl, stats.fees, stats.peak_capital = realized, fees, peak
     stats.open_cost = cost
     stats.cash_exact = cash
     return stats
@@ -185,11 +261,13 @@ class Mark:
 
 
 class _IsoTimes:
-    """ISO 8601 in exchange time with its offset; the zone is looked up once per hour, not per fill."""
+    """ISO 8601 in exchange time with its offset; the zone is looked up once per hour and the
+    date text made once per day, not per fill."""
 
     def __init__(self, tz: ZoneInfo = EXCHANGE_TZ):
         self.tz = tz
         self.offsets: dict[int, tuple[int, str]] = {}
+        self.days: dict[int, str] = {}
 
     def __call__(self, time_ns: int) -> str:
         seconds, nanos = divmod(time_ns, 1_000_000_000)
@@ -199,7 +277,13 @@ class _IsoTimes:
             stamp = datetime.fromtimestamp(hour * 3600, self.tz)
             delta = int(stamp.utcoffset().total_seconds())
             off = self.offsets[hour] = (delta, stamp.isoformat()[19:])
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds + off[0]))
+        day, second = divmod(seconds + off[0], 86400)
+        date = self.days.get(day)
+        if date is None:
+            date = self.days[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+        minute, s = divmod(second, 60)
+        h, m = divmod(minute, 60)
+        text = f"{date}{h:02d}:{m:02d}:{s:02d}"
         if nanos:
             text += f".{nanos // 1000:06d}"
         return text + off[1]
@@ -209,17 +293,49 @@ def iso_time(time_ns: int) -> str:
     return _IsoTimes()(time_ns)
 
 
-def write_fills(path: Path, fills: Iterable[Fill], levels: list[int | None]) -> None:
-    """fills.csv, one row per execution in order, written to a temp file then renamed."""
+class _Memo(dict):
+    """``fn(value)`` remembered by value, for the few prices and commissions a run repeats.
+    Zero is never remembered: -0 and 0 are equal keys but print differently."""
+
+    def __init__(self, fn: Callable[[Decimal], str], most: int = 65536):
+        super().__init__()
+        self.fn, self.most = fn, most
+
+    def __missing__(self, value: Decimal) -> str:
+        text = self.fn(value)
+        if value and len(self) < self.most:
+            self[value] = text
+        return text
+
+
+def write_fills(path: Path, fills: Iterable[Fill], levels: Iterable[int | None]) -> None:
+    """fills.csv, one row per execution in order, streamed (rows handed to the writer in
+    batches) to a temp file then renamed."""
     iso = _IsoTimes()
+    price_text = _Memo(lambda v: f"{v:.2f}")
+    money_text = _Memo(money)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    levels = iter(levels)
+    with open(tmp, "w", newline="", buffering=1 << 20) as fh:
         out = csv.writer(fh, lineterminator="\n")
         out.writerow(FILLS_HEADER)
-        for f, level in zip(fills, levels, strict=True):
-            out.writerow([iso(f.time_ns), f.symbol, f.side.value, "" if level is None else level, f.quantity,
-                          f"{f.price:.2f}", money(f.commission), f.order_id, f.ref])
+        batch: list[list] = []
+        for f in fills:
+            level = next(levels, _END)
+            if level is _END:
+                raise ValueError("write_fills: fewer levels than fills")
+            batch.append([iso(f.time_ns), f.symbol, f.side.value, "" if level is None else level, f.quantity,
+                          price_text[f.price], money_text[f.commission], f.order_id, f.ref])
+            if len(batch) >= 4096:
+                out.writerows(batch)
+                batch.clear()
+        out.writerows(batch)
+        if next(levels, _END) is not _END:
+            raise ValueError("write_fills: more levels than fills")
     os.replace(tmp, path)
+
+
+_END = object()
 
 
 def equity_curve(stats: FillStats, sample_t: np.ndarray, sample_p: np.ndarray):
@@ -254,9 +370,13 @@ def import_matplotlib():
     return Figure, FigureCanvasAgg
 
 
-def fill_points(points: list[tuple[int, float]], most: int = 5000) -> np.ndarray:
+def fill_points(points: FillPoints | list[tuple[int, float]], most: int = 5000) -> np.ndarray:
     """At most ``most`` fill markers, evenly thinned: a readable picture, not 100k markers."""
     step = max(1, -(-len(points) // most))
+    if isinstance(points, FillPoints):
+        t = np.frombuffer(points.t, dtype=np.int64)[::step].astype(np.float64) if len(points) else np.empty(0)
+        p = np.frombuffer(points.p, dtype=np.float64)[::step] if len(points) else np.empty(0)
+        return np.column_stack([t, p]).reshape(-1, 2)
     return np.asarray(points[::step], dtype=np.float64).reshape(-1, 2)
 
 

@@ -53,6 +53,16 @@ def _hint(path: Path) -> str:
 _UNREADABLE = (sqlite3.DatabaseError, ValueError, KeyError, TypeError, ArithmeticError)
 
 
+class _DecimalMemo(dict):
+    """Decimal(text), parsed once per distinct text (bounded)."""
+
+    def __missing__(self, text: str) -> Decimal:
+        value = Decimal(text)
+        if len(self) < 65536:
+            self[text] = value
+        return value
+
+
 class VenueStore:
     """The paper account's file. Opening it checks it (PRAGMA quick_check, the venue's tables, the
     schema version, an account in it when the folder has run before): anything else is bad input
@@ -205,8 +215,14 @@ class VenueStore:
                "order_quantity, order_filled, order_avg FROM executions")
         cursor = (self.db.execute(sql + " ORDER BY n") if since_ns is None
                   else self.db.execute(sql + " WHERE time_ns > ? ORDER BY n", (since_ns,)))
-        for row in cursor:
-            yield self._fill(row)
+        # A run repeats a few hundred prices and commissions: each text is parsed once.
+        dec = _DecimalMemo()
+        sides = {s.value: s for s in Side}
+        while rows := cursor.fetchmany(4096):
+            for exec_id, order_id, time_ns, symbol, side, qty, price, commission, ref, oq, of, avg in rows:
+                side_ = sides.get(side) or Side(side)
+                yield Fill(exec_id, order_id, time_ns, symbol, side_, qty, dec[price], dec[commission],
+                           ref, oq, of, dec[avg])
 
     @staticmethod
     def _fill(row) -> Fill:
