@@ -21,7 +21,8 @@ from typing import Any
 import pluggy
 
 from .context import HostContext
-from .hookspecs import Broker, BrokerDown, BrokerUnavailable, CriticalStop, MatchingVenue
+from .hookspecs import (Broker, BrokerDown, BrokerUnavailable, CriticalStop, MatchingVenue, PacedBroker,
+                        SupervisedBroker, TradesSymbol)
 from .journal import ExecutionJournal
 from .model import (
     Alert,
@@ -165,7 +166,7 @@ class Engine:
         self._last_tick_ns: dict[str, int] = {}
         self.contexts: list[HostContext] = []
         for sid, instance in strategies:
-            symbol = getattr(instance, "symbol", None)
+            symbol = instance.symbol if isinstance(instance, TradesSymbol) else None  # None: every symbol
             self.contexts.append(HostContext(self, sid, symbol, instance))
             pm.register(instance, name=f"strategy:{sid}")
         self.owner: dict[str, HostContext] = {}
@@ -524,7 +525,10 @@ class Engine:
         self.alert = alert
         self.stopping = True
         log.critical(alert.render())
-        self.pm.hook.on_alert(ctx=ctx, alert=alert)
+        try:
+            self.pm.hook.on_alert(ctx=ctx, alert=alert)
+        except Exception:  # a notifier failing must not turn the S1 stop (exit 3) into an internal error
+            log.exception("a notifier failed on the critical alert")
 
     def request_stop(self) -> None:
         """A clean stop (SIGINT/SIGTERM): the current event finishes, then the live loop ends."""
@@ -550,13 +554,11 @@ class Engine:
         last_checkpoint = last_tick = last_event = time.monotonic()
         ticked = False  # this process has had a tick (--stop-when-idle's grace until then)
         tasks = {"feed": loop.create_task(feed.stream(self.emit_feed))}
-        supervise = getattr(self.broker, "supervise", None)
-        if callable(supervise):
-            tasks["broker"] = loop.create_task(supervise())
+        if isinstance(self.broker, SupervisedBroker):
+            tasks["broker"] = loop.create_task(self.broker.supervise())
         for task in tasks.values():
             task.add_done_callback(lambda _: self._wakeup.set())
-        handled = getattr(self.broker, "handled", None)
-        handled = handled if callable(handled) else None
+        handled = self.broker.handled if isinstance(self.broker, PacedBroker) else None
         try:
             while not self.stopping:
                 timeout = checkpoint_every_s

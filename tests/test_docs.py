@@ -43,6 +43,8 @@ def site(tmp_path_factory) -> Path:
             build(config)
         except Abort as exc:  # strict: the warnings were logged above; say so in the failure
             pytest.fail(f"mkdocs build --strict failed: {exc} (the warnings are in the captured log)")
+        except Exception as exc:  # a snippet whose file is missing, a page that cannot be read
+            pytest.fail(f"mkdocs build --strict failed: {type(exc).__name__}: {exc}")
     finally:
         os.chdir(cwd)
     return out
