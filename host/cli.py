@@ -246,20 +246,37 @@ def _first_symbol(data: dict) -> str | None:
     return None
 
 
-class _Commands(click.Group):
-    """The host's commands, plus commands that plugins ship, imported only when asked for (so
-    `bothost --help` stays instant). Issue: a hook for plugin commands would let a third-party
-    package add its own; today the list names the plugins that ship with bothost."""
+#: The entry-point group a plugin package adds commands through (see bothost.hookspecs,
+#: "Commands"): ``name = "module:click_command"``; ``data.NAME`` is a ``bothost data`` command.
+COMMANDS_GROUP = "bothost.commands"
 
-    LAZY = {"sim-tws": "bothost_plugins.sim_tws.cli:sim_tws_command",
-            "sim-alpaca": "bothost_plugins.sim_alpaca.cli:sim_alpaca_command",
-            "sim": "bothost_plugins.sim_alpaca.cli:sim_command",
-            "serve": "bothost.serve.commands:serve_command",
+
+def plugin_commands(prefix: str = "") -> dict:
+    """The commands plugins publish under ``prefix`` ("" top level, "data." for ``bothost data``):
+    ``{name: entry point}``. Read from the packages' metadata: nothing is imported, so `bothost
+    --help` stays instant and no plugin's internals are known to the host."""
+    import importlib.metadata as md
+
+    found = {}
+    for ep in md.entry_points(group=COMMANDS_GROUP):
+        name = ep.name[len(prefix):] if ep.name.startswith(prefix) else None
+        if name and "." not in name:
+            found.setdefault(name, ep)
+    return found
+
+
+class _Commands(click.Group):
+    """The host's commands, plus the commands plugins publish (:data:`COMMANDS_GROUP`), each
+    imported only when asked for (so `bothost --help` stays instant)."""
+
+    LAZY = {"serve": "bothost.serve.commands:serve_command",
             "report": "bothost.serve.commands:report_command",
-            "sweep": "bothost.sweep.command:sweep_command"}
+            "sweep": "bothost.sweep.command:sweep_command",
+            "new-plugin": "bothost.scaffold.command:new_plugin_command"}
+    PREFIX = ""  # where this group's commands are in COMMANDS_GROUP
 
     def list_commands(self, ctx):
-        return sorted([*super().list_commands(ctx), *self.LAZY])
+        return sorted({*super().list_commands(ctx), *self.LAZY, *plugin_commands(self.PREFIX)})
 
     def get_command(self, ctx, name):
         if name in self.LAZY:
@@ -267,7 +284,22 @@ class _Commands(click.Group):
 
             module, _, attr = self.LAZY[name].partition(":")
             return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
+        own = super().get_command(ctx, name)
+        if own is not None:
+            return own  # a plugin cannot replace one of the host's commands
+        ep = plugin_commands(self.PREFIX).get(name)
+        if ep is None:
+            return None
+        package = ep.dist.name if ep.dist else "?"
+        try:
+            command = ep.load()
+        except Exception as exc:  # someone else's code: their package's name, never a traceback
+            _fail(f"plugin error: command {name!r} from package {package!r} failed to import ({ep.value}): "
+                  f"{type(exc).__name__}: {exc}. Fix or uninstall that package.", EXIT_BAD_INPUT)
+        if not isinstance(command, click.Command):
+            _fail(f"plugin error: command {name!r} from package {package!r} ({ep.value}) is not a click "
+                  "command. Point the entry point at a @click.command.", EXIT_BAD_INPUT)
+        return command
 
     def invoke(self, ctx):
         # Outside `guarded` too (a command module importing, click itself): Ctrl-C is exit 130,
@@ -297,20 +329,34 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option("-v", "--verbose", is_flag=True,
+              help="also each plugin module: its package, version, API version and the hooks it implements")
 @guarded
-def plugins() -> None:
+def plugins(verbose: bool = False) -> None:
     """List the installed plugins: kind, name, package, version."""
     from rich.table import Table
 
     from .plugins import load_plugins
 
-    _, registry, _ = load_plugins()
+    _, registry, loaded = load_plugins()
     table = Table(title="bothost plugins")
     for col in ("kind", "name", "package", "version", "summary"):
         table.add_column(col)
     for k in registry.all():
         table.add_row(k.kind, k.name, k.package, k.version, k.summary)
     _console().print(table)
+    if verbose:
+        from .hookspecs import API_VERSION
+
+        modules = Table(title=f"plugin modules (this bothost speaks plugin API {API_VERSION})")
+        for col in ("plugin", "module", "package", "version", "API", "provides", "hooks"):
+            modules.add_column(col)
+        for p in loaded:
+            provides = ", ".join(f"{k.kind} {k.name}" for k in registry.all() if k.module == p.module_name)
+            modules.add_row(p.name, p.module_name, p.package, p.version,
+                            "none declared" if p.api_version is None else str(p.api_version), provides,
+                            ", ".join(p.hooks))
+        _console().print(modules)
 
 
 @cli.command()
@@ -494,40 +540,13 @@ def status(config: Path, state: Path | None) -> None:
 
 
 class _DataCommands(_Commands):
-    LAZY = {"fetch": "bothost_plugins.alpaca_feed.fetch:fetch_command"}
+    LAZY: dict[str, str] = {}
+    PREFIX = "data."  # `bothost data synth` is the replay feed's, `data fetch` the Alpaca feed's
 
 
 @cli.group(cls=_DataCommands)
 def data() -> None:
     """Make and inspect replay data."""
-
-
-@data.command("synth")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="CSV file to write")
-@click.option("--bars", default=100_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=42, show_default=True)
-@click.option("--volatility", default=0.6, show_default=True, help="annualised")
-@click.option("--start-price", default=50.0, show_default=True)
-@click.option("--interval", default=60, show_default=True, help="bar size in seconds")
-@click.option("--band", metavar="LOW,HIGH", help="reflect the price between two walls (a range-bound market)")
-@guarded
-def data_synth(out: Path, bars: int, seed: int, volatility: float, start_price: float, interval: int,
-               band: str | None) -> None:
-    """Write seeded synthetic one-minute bars (geometric Brownian motion) to a CSV file."""
-    from bothost_plugins.replay_feed.synthetic import write_csv  # the embedded default's generator
-
-    walls = None
-    if band:
-        try:
-            low, high = (float(x) for x in band.split(","))
-        except ValueError:
-            raise click.BadParameter("write it as LOW,HIGH, for example 30,70", param_hint="--band") from None
-        if not 0 < low < start_price < high:
-            raise click.BadParameter(f"need 0 < LOW < start price ({start_price}) < HIGH", param_hint="--band")
-        walls = (low, high)
-    write_csv(out, bars=bars, seed=seed, volatility=volatility, start_price=start_price, interval=interval,
-              band=walls)
-    _console().print(f"wrote {bars:,} bars to {out}", markup=False)
 
 
 def _terminated(signum, frame):
@@ -553,4 +572,4 @@ def main() -> None:
             pass
 
 
-__all__ = ["cli", "main", "EXIT_OK"]
+__all__ = ["cli", "main", "guarded", "EXIT_OK", "COMMANDS_GROUP"]

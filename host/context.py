@@ -6,7 +6,7 @@ import heapq
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .hookspecs import CriticalStop
+from .hookspecs import ChoosesTicks, CriticalStop
 from .model import Alert, OrderRequest
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ class HostContext:
         self.instance = instance
         self.log = logging.getLogger(f"bothost.strategy.{strategy_id}")
         # Safe default for a strategy that never says what it needs: see every tick.
-        self.every_tick: bool = getattr(instance, "wants_every_tick", True)
+        self.every_tick: bool = instance.wants_every_tick if isinstance(instance, ChoosesTicks) else True
         self.wakes: list[int] = []  # heap of times at which on_tick must run
         self.records: dict[str, Any] = {}
         self.tag_prefix = f"{strategy_id}:"

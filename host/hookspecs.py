@@ -22,6 +22,54 @@ There are two kinds of hooks:
 Brokers and feeds are not called through hooks; they are objects the engine owns and drives
 through the small protocols at the end of this module (:class:`Broker`, :class:`Feed`,
 :class:`ReplayFeed`, :class:`MatchingVenue`).
+
+**Required and optional.** Every member of :class:`Broker`, :class:`Feed` and
+:class:`ReplayFeed` is required. Everything else the host uses when an object has it is an
+*optional protocol* below (``runtime_checkable``; the host tests ``isinstance(obj, Protocol)``,
+never ``hasattr``): :class:`ChecksBeforeConnect`, :class:`SharesBrokerConnection`,
+:class:`ReportsFeedStats` (feeds); :class:`SupervisedBroker`, :class:`PacedBroker`,
+:class:`KeepsExecutions`, :class:`MatchingVenue` (brokers); :class:`LiveAwareSettings` (a
+broker's settings model); :class:`TradesSymbol`, :class:`ChoosesTicks`,
+:class:`ReportsHoldings` (strategies). Implement the whole protocol or none of it.
+
+**The API version.** A plugin module declares the version of this contract it was written for
+with a module-level ``BOTHOST_API = 1`` (see :data:`API_VERSION`, also ``bothost.API_VERSION``).
+The host refuses to load a module that declares another version (``PluginError`` naming the
+package and both versions, exit status 2) and warns about one that declares none. The version
+changes only when a change to this file would break a plugin written for the previous one.
+
+**Strategy instances.** A factory's strategy is any object whose methods are ``@hookimpl``
+event hooks (only those it implements are called). The host reads these attributes of it once,
+when the engine is built (before the first hook):
+
+* ``symbol: str`` (:class:`TradesSymbol`): the strategy gets the ticks of that symbol only, and
+  untagged orders of that symbol are routed to it. Without it, it gets every tick and every
+  untagged order.
+* ``wants_every_tick: bool`` (:class:`ChoosesTicks`): the starting value of
+  ``ctx.want_every_tick``. Without it the engine assumes True (the safe default: no tick is
+  skipped until the strategy says it may be).
+* ``holdings()`` (:class:`ReportsHoldings`): what the strategy holds, for the summary's open
+  lots and position and for ``bothost status`` / ``bothost serve``.
+
+**How an order finds its strategy.** An order placed in this process belongs to the strategy
+that placed it. After a restart (reconstruct, and fills or updates of orders placed by an
+earlier process) the host routes an order by its tag (``OrderRequest.ref``, IB's ``orderRef``):
+a tag that starts with ``"<strategy id>:"`` (``ctx.strategy_id`` and a colon) belongs to that
+strategy; an untagged order goes to the first strategy trading its symbol; any other tag belongs
+to no strategy (its fills are logged and dropped). So every order a strategy places must carry a
+tag that starts with its ``ctx.strategy_id`` and a colon, and that tag must survive the round
+trip through the broker (a broker adapter must report it back unchanged on open orders, fills
+and updates). An order that has ended is never adopted again through its tag.
+
+**When a hook raises.** ``ctx.alert`` raises :class:`CriticalStop`: the run stops with exit
+status 3, nothing more is placed, the broker's orders stay, ``on_stop`` is not called.
+:class:`BrokerDown` escaping a hook (``ctx.place`` while the connection is lost) is logged and
+the event counts as handled; the reconstruct after the reconnect puts the book right. Any
+other exception is a bug in the plugin: the event loop stops at once (no further event is
+dispatched), ``on_stop`` is still called on every strategy that started, the state is flushed,
+the outputs and ``status.json`` are written (status "failed"), the broker is closed, and the
+command exits with status 1, one line on the terminal and the traceback in ``bot_log.txt``. A
+notifier's ``on_alert`` that raises is logged and never changes how the run ends.
 """
 
 from __future__ import annotations
@@ -34,12 +82,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pluggy
 
+from . import API_VERSION as _API_VERSION
 from .model import (
     Alert,
     BrokerSnapshot,
     CommissionReport,
     ConnectionEvent,
     Fill,
+    Holdings,
     OrderRequest,
     OrderUpdate,
     Tick,
@@ -52,6 +102,14 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("bothost")
 hookimpl = pluggy.HookimplMarker("bothost")
+
+#: The version of this contract (kept in ``bothost/__init__.py``: ``bothost.API_VERSION``). A
+#: plugin module says which one it was written for with a module-level ``BOTHOST_API = 1``; a
+#: module that says another is refused at load.
+API_VERSION: int = _API_VERSION
+
+#: The module-level name a plugin module declares its API version with.
+API_VERSION_ATTRIBUTE = "BOTHOST_API"
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,8 +227,12 @@ def describe_order_ref(ref: str) -> dict[str, Any] | None:
     """Explain an order tag for reports and ``bothost status``, or None if it is not yours.
 
     Return a dict with any of: ``level`` (int), ``role`` (str), ``purchase`` (Decimal: the BUY
-    price a SELL closes, so realized P&L is per lot rather than average cost). The first plugin
-    that recognises the tag answers.
+    price a SELL closes, so realized P&L is per lot rather than average cost), ``strategy``
+    (str: the strategy id the tag names). The first plugin that recognises the tag answers.
+    This is the only way the reports (fills.csv's ``level``, per-lot P&L, the status page's
+    working orders) learn what a tag means: the host never parses a strategy's tags itself.
+    Called on the plugin *module* (a module-level ``@hookimpl``), also when no run is going
+    on (``bothost report``); keep it pure.
     """
 
 
@@ -191,7 +253,10 @@ def on_alert(ctx: StrategyContext | None, alert: Alert) -> None:
 class StrategyContext(Protocol):
     """The narrow door from a strategy back into the host. A strategy never imports a broker."""
 
+    #: The strategy's id (``id:`` in its config section, else its ``use:`` name): the prefix of
+    #: its order tags and its section of ``bot_state.json``.
     strategy_id: str
+    #: The strategy's logger (``bothost.strategy.<id>``), written to ``bot_log.txt``.
     log: logging.Logger
 
     @property
@@ -264,6 +329,8 @@ class BuildEnv:
     log: logging.Logger
 
     def resolve(self, name: str | Path) -> Path:
+        """A file name from the config section, as a path: ``~`` expanded, relative names
+        taken relative to the config file's folder."""
         path = Path(name).expanduser()
         return path if path.is_absolute() else (self.config_path.parent / path)
 
@@ -272,10 +339,12 @@ class BuildEnv:
 # Brokers and feeds
 # --------------------------------------------------------------------------------------------
 
-#: How a broker or a live feed hands events to the engine: ``emit(event)`` with a Tick, Fill,
-#: CommissionReport, OrderUpdate or ConnectionEvent. Safe to call from the broker's callbacks
-#: in the event loop.
-Emit = Callable[[object], None]
+#: Every event a broker or a feed may hand to the engine.
+Event = Tick | Fill | CommissionReport | OrderUpdate | ConnectionEvent
+
+#: How a broker or a live feed hands events to the engine: ``emit(event)`` with one
+#: :data:`Event`. Safe to call from the broker's callbacks in the event loop.
+Emit = Callable[[Event], None]
 
 
 @runtime_checkable
@@ -284,12 +353,15 @@ class Broker(Protocol):
 
     ``place`` and ``cancel`` are synchronous submissions (they must not block on the network);
     what happens to the order comes back through ``emit`` as OrderUpdate, Fill and
-    CommissionReport events, in the order the broker reports them.
+    CommissionReport events, in the order the broker reports them. Tags (``OrderRequest.ref``)
+    must come back unchanged on every open order, fill and update: they route orders to their
+    strategy after a restart.
 
-    Optional members the engine uses when a broker has them (see :class:`SupervisedBroker`):
-    ``supervise()``, ``handled(event)``; and a broker's settings model says whether it points
-    at a live account with ``is_live()`` (S2: a broker that does not say is refused for
-    ``mode: paper``).
+    Optional: :class:`SupervisedBroker` (``supervise()``), :class:`PacedBroker`
+    (``handled(event)``), :class:`KeepsExecutions` (``iter_executions()``),
+    :class:`MatchingVenue` (a simulated venue); and its settings model should be
+    :class:`LiveAwareSettings` (S2: a broker whose settings do not say whether they point at a
+    live account is refused for ``mode: paper``).
     """
 
     def bind(self, emit: Emit) -> None:
@@ -312,13 +384,24 @@ class Broker(Protocol):
 
 
 @runtime_checkable
+class KeepsExecutions(Protocol):
+    """A broker that keeps every execution itself (the simulated venue): fills.csv and the
+    report are written from it. A broker without it has its executions journaled by the host
+    as they arrive (``executions.sqlite``)."""
+
+    def iter_executions(self, since_ns: int | None = None) -> Iterator[Fill]:
+        """Every execution the broker keeps (those after ``since_ns`` when given), oldest first,
+        streamed (fills.csv of a long replay does not fit a list comfortably)."""
+
+
+@runtime_checkable
 class MatchingVenue(Protocol):
     """A broker that matches orders itself against the feed's ticks (the simulated venue).
 
     The engine calls :meth:`match` for every tick it handles, before the strategy sees the tick,
     and dispatches each fill before it asks for the next one (so a cancel made while handling one
     fill is honoured for the rest of the tick). :meth:`quiet_band` lets the engine skip the ticks
-    that cannot fill anything.
+    that cannot fill anything. A replay (:class:`ReplayFeed`) needs one.
     """
 
     def match(self, time_ns: int, price: int) -> Iterator[Fill]:
@@ -344,7 +427,7 @@ class MatchingVenue(Protocol):
 
 @runtime_checkable
 class SupervisedBroker(Protocol):
-    """What a broker with a connection of its own to look after adds to :class:`Broker`."""
+    """A broker with a connection of its own to look after (optional, beside :class:`Broker`)."""
 
     async def supervise(self) -> None:
         """Run for the whole live run, as a task the engine supervises beside the feed: watch
@@ -352,9 +435,25 @@ class SupervisedBroker(Protocol):
         ``ConnectionEvent`` LOST / RESTORED, reconnect with backoff. Return or raise to end the
         run (``BrokerUnavailable``: exit status 4). Cancelled when the run ends."""
 
+
+@runtime_checkable
+class PacedBroker(Protocol):
+    """A broker that wants to know when the engine is done with an event (optional)."""
+
     def handled(self, event: Tick | Fill) -> None:
         """The engine has handled ``event`` and everything it caused (every order it placed
-        or cancelled was submitted). A simulator pacing a rehearsal in lockstep waits for this."""
+        or cancelled was submitted). A simulator pacing a rehearsal in lockstep waits for this.
+        Live runs only, and only while the broker is up."""
+
+
+@runtime_checkable
+class LiveAwareSettings(Protocol):
+    """A broker's settings model (its pydantic config) that says whether it trades real money.
+    S2: without it, the broker is refused for ``mode: paper``: nothing would prove it is paper."""
+
+    def is_live(self) -> bool:
+        """True when these settings point at a live (real money) account. Called before anything
+        is built or connected; a broker that can tell only once connected checks again there."""
 
 
 class BrokerUnavailable(Exception):
@@ -365,13 +464,40 @@ class BrokerUnavailable(Exception):
 class Feed(Protocol):
     """A live market-data feed: pushes ticks through ``emit`` until cancelled.
 
-    Optional: ``open()`` (check settings or files before anything connects), and
-    ``attach_broker(broker)``, called before the run starts, for a feed that shares the
-    broker's connection (IB market data over the broker's own socket keeps fills and ticks in
-    the order the broker sent them)."""
+    Optional: :class:`ChecksBeforeConnect` (``open()``), :class:`SharesBrokerConnection`
+    (``attach_broker(broker)``), :class:`ReportsFeedStats` (``stats()``)."""
 
     async def stream(self, emit: Emit) -> None:
         """Connect and emit Tick events (and ConnectionEvent on drops) until cancelled."""
+
+
+@runtime_checkable
+class ChecksBeforeConnect(Protocol):
+    """A feed that checks its settings or files before anything connects (optional)."""
+
+    def open(self) -> None:
+        """Check the data (a file's header, its first rows) before the broker connects: raise a
+        ``bothost.errors.InputError`` (exit status 2, with file, line and a hint) for bad input,
+        so that nothing is placed on a run that cannot go on."""
+
+
+@runtime_checkable
+class SharesBrokerConnection(Protocol):
+    """A feed that takes its market data over the broker's own connection (optional)."""
+
+    def attach_broker(self, broker: Broker) -> None:
+        """Called once, before the broker connects: the broker this run trades through. IB
+        market data over the broker's socket keeps fills and ticks in the order IB sent them."""
+
+
+@runtime_checkable
+class ReportsFeedStats(Protocol):
+    """A feed that counts what it read (optional for a live feed; every :class:`ReplayFeed` does)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for summary.json: any of ``source`` (a phrase naming the data), ``rows``,
+        ``bad_rows``, ``bad_rows_by_reason``, ``ticks``, ``ticks_total`` and ``complete`` (a
+        replay: the data's tick count and whether it was read to the end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,13 +508,15 @@ class TickChunk:
     price: np.ndarray
 
     def __len__(self) -> int:
+        """The number of ticks in the chunk."""
         return len(self.price)
 
 
 @runtime_checkable
 class ReplayFeed(Protocol):
     """A feed of recorded or generated data. The engine pulls it in columnar chunks, with the
-    data's time as the host clock, as fast as the machine allows."""
+    data's time as the host clock, as fast as the machine allows. It needs a broker that is a
+    :class:`MatchingVenue`."""
 
     symbol: str
 
@@ -397,3 +525,38 @@ class ReplayFeed(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Counts for the summary: at least ``rows``, ``bad_rows``, ``ticks``, ``bar_interval_s``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Strategies: the optional attributes and methods the host reads
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class TradesSymbol(Protocol):
+    """A strategy that trades one symbol (optional; read once, when the engine is built)."""
+
+    #: The symbol whose ticks the strategy gets, and whose untagged orders are routed to it.
+    #: Without it the strategy gets every tick and every untagged order.
+    symbol: str
+
+
+@runtime_checkable
+class ChoosesTicks(Protocol):
+    """A strategy that says from the start whether it needs every tick (optional)."""
+
+    #: The starting value of ``ctx.want_every_tick`` (read once, before the first hook);
+    #: without it the engine hands the strategy every tick until it says otherwise.
+    wants_every_tick: bool
+
+
+@runtime_checkable
+class ReportsHoldings(Protocol):
+    """A strategy that says what it holds (optional): the summary's ``open_lots`` and, live, its
+    open position and cost; ``bothost status`` and ``bothost serve`` show its lots. The host
+    knows nothing of a strategy's own records: without this, a strategy's lots are not counted
+    and a live run's position is taken from the executions alone."""
+
+    def holdings(self) -> Holdings:
+        """What the strategy holds now (:class:`~bothost.model.Holdings`). Called at every
+        checkpoint and at the end of a run; keep it cheap."""

@@ -301,3 +301,58 @@ class Alert:
             lines.append("Manual reset:")
             lines += [f"  {i}. {step}" for i, step in enumerate(self.reset_steps, 1)]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLot:
+    """One lot a strategy holds: ``quantity`` shares bought at ``price`` (the lot's purchase
+    price, which its realized P&L is measured from). ``level`` and ``label`` are the strategy's
+    own words for where the lot sits (a grid's level, a ladder's rung), shown as they are."""
+
+    quantity: int
+    price: Decimal
+    level: int | None = None
+    label: str = ""
+
+    def as_dict(self) -> dict:
+        return {"quantity": self.quantity, "price": str(self.price), "level": self.level, "label": self.label}
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What a strategy holds, in the host's words (see ``hookspecs.ReportsHoldings``): the host
+    counts lots and marks the position to market from this, never from a strategy's own records.
+
+    ``shares`` is the strategy's position in ``symbol``; ``lots`` how it is made up (their
+    quantities add up to ``shares`` for a strategy that books lots, or are empty for one that
+    does not); ``open_cost`` what the held shares cost (sum of quantity x purchase price)."""
+
+    symbol: str
+    shares: int
+    lots: tuple[HeldLot, ...] = ()
+    open_cost: Decimal = Decimal(0)
+
+    @classmethod
+    def of_lots(cls, symbol: str, lots: tuple[HeldLot, ...] | list[HeldLot]) -> Holdings:
+        """Holdings made of ``lots``: shares and open cost are their sums."""
+        lots = tuple(lots)
+        return cls(symbol, sum(lot.quantity for lot in lots),
+                   lots, sum((lot.quantity * lot.price for lot in lots), Decimal(0)))
+
+    def as_dict(self) -> dict:
+        """JSON-ready (money as text), as status.json and bot_state.json keep it."""
+        return {"symbol": self.symbol, "shares": self.shares, "open_cost": str(self.open_cost),
+                "lots": [lot.as_dict() for lot in self.lots]}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Holdings | None:
+        """Back from :meth:`as_dict`; None for anything else (a file from another version)."""
+        if not isinstance(data, dict) or not isinstance(data.get("shares"), int):
+            return None
+        try:
+            lots = tuple(HeldLot(int(d["quantity"]), Decimal(str(d["price"])),
+                                 d.get("level") if isinstance(d.get("level"), int) else None,
+                                 str(d.get("label") or "")) for d in data.get("lots") or ())
+            return cls(str(data.get("symbol") or ""), data["shares"], lots, Decimal(str(data.get("open_cost", "0"))))
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            return None

@@ -24,8 +24,11 @@ from . import fingerprint, report
 from .engine import Engine
 from .plot_worker import PlotWorker
 from .errors import InputError
-from .hookspecs import BrokerUnavailable, BuildEnv, CriticalStop, MatchingVenue, ReplayFeed
+from .hookspecs import (BrokerUnavailable, BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutions,
+                        LiveAwareSettings, MatchingVenue, ReplayFeed, ReportsFeedStats, ReportsHoldings,
+                        SharesBrokerConnection)
 from .journal import ExecutionJournal
+from .model import Holdings
 from .replay import ReplayDriver
 from .state import (StateStore, atomic_write_json, check_out_dir, drop_damaged_picture, ensure_state_dir,
                     is_disk_full, lock_state_dir, state_write, watch_state_writes)
@@ -69,14 +72,13 @@ def live_guard(run, broker_settings) -> None:
         return
     pos = run.where(("broker",))
     where = (getattr(pos, "file", run.path), getattr(pos, "line", None))
-    is_live = getattr(broker_settings, "is_live", None)
-    if not callable(is_live):
+    if not isinstance(broker_settings, LiveAwareSettings):
         raise InputError(
             f"broker {run.broker.use!r} does not say whether it trades a live account, so `mode: paper` "
             "cannot be guaranteed", *where, col=getattr(pos, "col", None),
             hint="its plugin must give its settings model an is_live() method (see hookspecs.Broker); "
                  "or, if it does trade real money, say `mode: live` at the top of the config")
-    if is_live():
+    if broker_settings.is_live():
         raise InputError(
             "this broker section points at a LIVE account, but the config does not say `mode: live`",
             *where, col=getattr(pos, "col", None),
@@ -121,7 +123,7 @@ async def _execute_locked(run, pm, opts: RunOptions, console: Console, started: 
         pm.register(build(section, env), name=f"notifier:{i}:{section.use}")
     # Only a run that will draw equity.png starts the worker (it imports matplotlib on the
     # other core while the run runs); a live run against a real broker does not.
-    worker = PlotWorker() if opts.plot_in_worker and opts.out_dir and hasattr(broker, "iter_executions") else None
+    worker = PlotWorker() if opts.plot_in_worker and opts.out_dir and isinstance(broker, KeepsExecutions) else None
     try:
         return await _execute(run, pm, opts, console, started, state_dir, broker, feed, strategies, worker)
     finally:
@@ -131,9 +133,9 @@ async def _execute_locked(run, pm, opts: RunOptions, console: Console, started: 
 
 async def _execute(run, pm, opts: RunOptions, console: Console, started: float, state_dir: Path,
                    broker, feed, strategies, worker) -> RunResult:
-    if hasattr(feed, "open"):
+    if isinstance(feed, ChecksBeforeConnect):
         feed.open()  # bad data is bad input: fail before anything is placed
-    if hasattr(feed, "attach_broker"):
+    if isinstance(feed, SharesBrokerConnection):
         feed.attach_broker(broker)  # a feed that shares the broker's connection (IB market data)
     replay = isinstance(feed, ReplayFeed)
     if replay and not opts.verbose:
@@ -144,6 +146,9 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
     made_with = fingerprint.result_config(run, replay)
     fingerprint.check_resume(state.get(fingerprint.SECTION), made_with, state_dir / "bot_state.json", live=not replay)
     state.put(fingerprint.SECTION, made_with)
+    # The host's own record of the run (its clock, what the strategies hold), never a strategy's:
+    # read before it is replaced by the live one, which is built each time the file is written.
+    executions_since = _executions_since(state.get(HOST_SECTION))
     # A simulated venue keeps its own executions; a real broker's are journaled as they arrive.
     journal = None if isinstance(broker, MatchingVenue) else ExecutionJournal(state_dir / "executions.sqlite")
     engine = Engine(pm=pm, broker=broker, strategies=strategies, state=state,
@@ -152,6 +157,7 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
                     else int(run.engine.stale_after.total_seconds() * 1e9),
                     journal=journal, snapshot_timeout_s=run.engine.snapshot_timeout.total_seconds(),
                     snapshot_retries=run.engine.snapshot_retries)
+    state.put(HOST_SECTION, lambda: _host_section(engine))
     # A state write that fails from here on (a full disk) is the run's critical alert (exit 3).
     watch_state_writes(state_dir, engine)
     # Damaged or foreign state is bad input (exit 2) before anything runs; a damaged picture is dropped.
@@ -168,7 +174,7 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
         engine.on_live_sample = live_samples.add
     phases: dict[str, float] = {"prepare": time.perf_counter() - started}
     try:
-        status = await _drive(run, opts, console, engine, broker, feed, state, state_dir, strategies,
+        status = await _drive(run, opts, console, engine, broker, feed, state, state_dir, executions_since,
                               sampler, phases, replay, live_samples)
     except BaseException as exc:
         # Whatever went wrong (a broker that never answered or gave up, a reconstruct that
@@ -229,7 +235,8 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
 
 
 async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker, feed, state: StateStore,
-                 state_dir: Path, strategies, sampler, phases: dict, replay: bool, live_samples=None) -> str:
+                 state_dir: Path, executions_since: int | None, sampler, phases: dict, replay: bool,
+                 live_samples=None) -> str:
     """Connect, reconstruct, run until the data ends or a stop; returns the run's status."""
     status = "done"
     driver = None
@@ -239,7 +246,7 @@ async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker
         if replay and engine.venue.clock_ns is not None:  # a resumed replay: carry the first part on
             _restore_progress(state, engine, sampler, state_dir, engine.venue.clock_ns)
             phases["resumed_after_ns"] = engine.venue.clock_ns
-        await engine.reconstruct(_executions_since(state, strategies))
+        await engine.reconstruct(executions_since)
         engine.start()
         phases["reconstruct"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -259,7 +266,7 @@ async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker
                 # A replay that ran to the end saw every tick of the data, whatever the restarts:
                 # take the count from the data, not from progress saved beside the venue's
                 # checkpoint (a kill between the two commits would leave it one checkpoint behind).
-                stats = feed.stats() if hasattr(feed, "stats") else {}
+                stats = feed.stats() if isinstance(feed, ReportsFeedStats) else {}
                 if stats.get("complete") and isinstance(stats.get("ticks_total"), int):
                     engine.counters.ticks = stats["ticks_total"]
         else:
@@ -327,11 +334,28 @@ def _restore_progress(state: StateStore, engine: Engine, sampler, state_dir: Pat
     sampler.load(state_dir / "price_samples.npz", upto_ns if upto_ns is not None else (1 << 63) - 1)
 
 
-def _executions_since(state: StateStore, strategies) -> int | None:
-    """Executions since the last run's last event, with a margin; all the broker keeps if no backup."""
-    seen = [s.get("last_event_ns") for sid, _ in strategies if (s := state.get(sid))]
-    seen = [t for t in seen if isinstance(t, int)]
-    return min(seen) - EXECUTIONS_LOOKBACK_NS if seen else None
+HOST_SECTION = "__host__"  # the host's record of the run in bot_state.json: its clock, the holdings
+
+
+def _host_section(engine: Engine) -> dict[str, Any]:
+    """Built each time bot_state.json is written: the host clock at the last event (where the next
+    start asks the broker's executions from) and what each strategy says it holds."""
+    return {"last_event_ns": engine.now_ns,
+            "holdings": {sid: h.as_dict() for sid, h in _holdings(engine).items()}}
+
+
+def _executions_since(saved: dict | None) -> int | None:
+    """Executions since the last run's last event (the host clock it saved), with a margin; all
+    the broker keeps when it saved none: no backup, or a backup written before the host kept its
+    own clock (the strategies' reconstruct sorts out executions it has already booked)."""
+    seen = (saved or {}).get("last_event_ns")
+    return seen - EXECUTIONS_LOOKBACK_NS if type(seen) is int and seen > 0 else None
+
+
+def _holdings(engine: Engine) -> dict[str, Holdings]:
+    """What each strategy that reports its holdings (hookspecs.ReportsHoldings) holds now."""
+    return {ctx.strategy_id: ctx.instance.holdings() for ctx in engine.contexts
+            if isinstance(ctx.instance, ReportsHoldings)}
 
 
 async def _close(broker) -> None:
@@ -343,7 +367,7 @@ async def _close(broker) -> None:
 
 async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started, status, phases, worker) -> dict:
     c = engine.counters
-    feed_stats = feed.stats() if hasattr(feed, "stats") else {}
+    feed_stats = feed.stats() if isinstance(feed, ReportsFeedStats) else {}
     summary: dict[str, Any] = {
         "status": status,
         "config": str(run.path),
@@ -360,7 +384,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         summary["held_ticks"] = c.held_ticks
     out = opts.out_dir
     # fills.csv from the simulated venue's executions, or from a live run's journal of them
-    executions = broker if hasattr(broker, "iter_executions") else engine.journal
+    executions = broker if isinstance(broker, KeepsExecutions) else engine.journal
     if out is not None and executions is not None:
         out.mkdir(parents=True, exist_ok=True)
         describe = lambda ref: pm.hook.describe_order_ref(ref=ref)  # noqa: E731
@@ -372,7 +396,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         plotting = len(t) > 0 and _submit_plot(worker, opts, out, t, p, equity, capital, stats)
         report.write_fills(out / "fills.csv", executions.iter_executions(None), stats.levels)
         phases["fills_csv"] = time.perf_counter() - mark
-        open_lots = sum(int(ctx.recorded().get("book", {}).get("open_lots", 0) or 0) for ctx in engine.contexts)
+        open_lots = sum(len(h.lots) for h in _holdings(engine).values())
         summary.update({
             "fills": stats.buy_fills + stats.sell_fills,
             "buy_fills": stats.buy_fills,
@@ -433,21 +457,12 @@ def _warnings(engine: Engine) -> list[dict]:
 
 
 def _held_by_strategies(engine: Engine) -> tuple[int, Decimal] | None:
-    """Shares and their cost from the lots the strategies publish (``book.lots``: quantity,
-    purchase), or None when a strategy does not publish them."""
-    shares, cost = 0, Decimal(0)
-    for ctx in engine.contexts:
-        book = ctx.recorded().get("book", {})
-        lots = book.get("lots")
-        if not isinstance(book.get("shares"), int) or not isinstance(lots, list):
-            return None
-        shares += book["shares"]
-        for lot in lots:
-            try:
-                cost += int(lot["quantity"]) * Decimal(str(lot["purchase"]))
-            except (KeyError, TypeError, ValueError, ArithmeticError):
-                return None
-    return shares, cost
+    """Shares and their cost from what the strategies say they hold (hookspecs.ReportsHoldings),
+    or None when one of them does not say."""
+    held = _holdings(engine)
+    if len(held) < len(engine.contexts):
+        return None
+    return sum(h.shares for h in held.values()), sum((h.open_cost for h in held.values()), Decimal(0))
 
 
 def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats, curve) -> dict:
@@ -500,6 +515,8 @@ def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:
     """What `bothost status` shows: each strategy's records, the run's counters, any alert."""
     atomic_write_json(state_dir / "status.json", {
         "strategies": {ctx.strategy_id: ctx.recorded() for ctx in engine.contexts},
+        # the host's words for what each strategy holds (hookspecs.ReportsHoldings)
+        "holdings": {sid: h.as_dict() for sid, h in _holdings(engine).items()},
         "summary": summary,
         "alert": engine.alert.render() if engine.alert else None,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -631,7 +648,7 @@ class _progress:
     def __init__(self, console: Console, enabled: bool, feed):
         self.enabled = enabled
         total = None
-        if hasattr(feed, "stats"):
+        if isinstance(feed, ReportsFeedStats):
             total = feed.stats().get("ticks_total")
         self.total = total
         self.progress = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(),

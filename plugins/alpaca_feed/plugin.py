@@ -6,6 +6,8 @@ from bothost.hookspecs import BuildEnv, hookimpl
 
 from .config import AlpacaFeedConfig
 
+BOTHOST_API = 1  # the bothost plugin API this module was written for (bothost.API_VERSION)
+
 
 def make_feed(config: AlpacaFeedConfig, env: BuildEnv):
     from .feed import AlpacaFeed

@@ -6,6 +6,8 @@ from bothost.hookspecs import BuildEnv, hookimpl
 
 from .config import IbBrokerConfig, IbFeedConfig
 
+BOTHOST_API = 1  # the bothost plugin API this module was written for (bothost.API_VERSION)
+
 
 def make_broker(config: IbBrokerConfig, env: BuildEnv):
     from .broker import IbBroker  # the client library loads only when a broker is built

@@ -17,6 +17,8 @@ from bothost.hookspecs import hookimpl
 
 log = logging.getLogger("bothost.notify")
 
+BOTHOST_API = 1  # the bothost plugin API this module was written for (bothost.API_VERSION)
+
 
 class BellConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -30,6 +30,7 @@ from .errors import DataError
 if TYPE_CHECKING:  # numpy/pyarrow load only when a feed is built: `bothost validate` stays quick
     from .feed import FileFeed, SyntheticFeed
 
+BOTHOST_API = 1  # the bothost plugin API this module was written for (bothost.API_VERSION)
 DEFAULT_CHUNK_ROWS = 65_536
 #: Seconds from the synthetic data's start (2024) to 2262, less a margin: what int64 ns can reach.
 MAX_SPAN_S = 7_000_000_000

@@ -19,6 +19,8 @@ from bothost.model import BrokerSnapshot, Fill, OrderRequest
 from .store import VenueStore
 from .venue import BrokerLike, Commission, Venue
 
+BOTHOST_API = 1  # the bothost plugin API this module was written for (bothost.API_VERSION)
+
 
 class SimBrokerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from bothost.hookspecs import BuildEnv, StrategyContext, hookimpl
-from bothost.model import BrokerSnapshot, CommissionReport, ConnectionEvent, Fill, OrderUpdate, Tick
+from bothost.model import (BrokerSnapshot, CommissionReport, ConnectionEvent, Fill, HeldLot, Holdings, OrderUpdate,
+                           Tick)
 
 from .book import Book
 from .lots import LotMap, load_lot_map
 from .params import TqqqGridConfig
 from .tags import ENTRY, QUEUE, SELL, parse_tag
+
+BOTHOST_API = 1  # the bothost plugin API this module was written for (bothost.API_VERSION)
 
 SUMMARY = "TQQQ grid: Level-0 entry, chained buy_step grid, +profit_target GTC sell per lot, rebuilt from the broker"
 
@@ -59,6 +62,16 @@ class TqqqGrid:
         self.symbol = config.symbol  # the engine routes ticks and untagged orders by it
         self.lot_map = lot_map
         self.book: Book | None = None
+
+    def holdings(self) -> Holdings:
+        """The open lots in the host's words (hookspecs.ReportsHoldings): quantity, purchase
+        price and level of each, in level order (as ``bothost status`` lists them)."""
+        book = self.book
+        if book is None:
+            return Holdings(self.symbol, 0)
+        lots = sorted(book.lots.values(), key=lambda lot: (lot.level, lot.sell_order_id or ""))
+        return Holdings.of_lots(self.symbol, [HeldLot(lot.quantity, lot.purchase, lot.level, f"L{lot.level}")
+                                              for lot in lots])
 
     def _book(self, ctx: StrategyContext) -> Book:
         book = self.book
