@@ -74,13 +74,16 @@ class VenueCapabilities:
     (None: whole orders). ``late_commission``: commissions arrive as
     :class:`~bothost.model.CommissionReport` after the fill (IB); False: on the fill itself.
     ``connection``: the broker has a connection the driver can cut and restore (a simulated
-    venue in the same process has none). ``settle_s``: how long the suite waits to be sure that
+    venue in the same process has none). ``trades_while_away``: the venue matches orders while no
+    broker instance is connected (a real broker; a simulated venue matches only when the host
+    hands it a tick), so :meth:`VenueDriver.trade_at` may be called with ``broker=None``. ``settle_s``: how long the suite waits to be sure that
     something did *not* happen (no fill after a cancel) after a snapshot round trip.
     """
 
     partial_fill_shares: int | None = None
     late_commission: bool = False
     connection: bool = True
+    trades_while_away: bool = False
     settle_s: float = 0.05
     timeout_s: float = 10.0
 
@@ -103,8 +106,9 @@ class VenueDriver(Protocol):
         earlier instance placed are this one's and its snapshot reports them."""
 
     async def trade_at(self, broker: Broker, price: Decimal) -> Iterable[Fill] | None:
-        """Make the market trade once at ``price`` (it may trade at :attr:`reference_price`
-        first, never at another price): the venue matches the resting orders against it.
+        """Make the market trade once at ``price`` (it may also trade at :attr:`reference_price`
+        before and after it, never at another price): the venue matches the resting orders
+        against it.
 
         A :class:`~bothost.hookspecs.MatchingVenue` returns ``broker.match(time_ns, cents)``
         (the suite dispatches the fills as the engine does); a broker that reports fills through
@@ -201,6 +205,7 @@ class Session:
         self.broker: Broker | None = None
         self.rec = Recorder()
         self.placed: list[str] = []
+        self._supervisor: asyncio.Task | None = None
 
     async def connect(self) -> Broker:
         broker = self.venue.new_broker()
@@ -211,10 +216,20 @@ class Session:
         broker.bind(self.rec.emit)
         await asyncio.wait_for(broker.connect(), self.caps.timeout_s * 3)
         self.broker = broker
+        supervise = getattr(broker, "supervise", None)
+        if callable(supervise):  # as the engine runs it: beside everything else, for the whole run
+            self._supervisor = asyncio.get_running_loop().create_task(supervise())
         return broker
+
+    async def _stop_supervisor(self) -> None:
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def restart(self) -> Broker:
         """Close this broker (its orders stay at the venue) and connect a fresh one."""
+        await self._stop_supervisor()
         await self.broker.close()
         return await self.connect()
 
@@ -230,6 +245,7 @@ class Session:
         except Exception:  # cleaning up must not hide the test's own result
             pass
         finally:
+            await self._stop_supervisor()
             await self.broker.close()
             self.broker = None
 
@@ -272,8 +288,10 @@ class Session:
         deadline = time.monotonic() + self.caps.timeout_s
         while not predicate():
             if time.monotonic() > deadline:
+                ended = self._supervisor is not None and self._supervisor.done()
                 raise AssertionError(f"waited {self.caps.timeout_s:g}s for {what}; the broker emitted: "
-                                     f"{_brief(self.rec.events)}")
+                                     f"{_brief(self.rec.events)}"
+                                     + (f" (its supervise() ended: {self._supervisor.exception()!r})" if ended else ""))
             if nudge:
                 await self.trade_at(self.R)
             else:
@@ -500,6 +518,32 @@ class BrokerConformance:
                           nudge=True)
             later = await s.fill_completely(mine[lit.ref].order_id, 2, s.R * Decimal("0.84"))
             assert all(f.ref == lit.ref for f in later), f"fills of an order placed before the restart lost its tag: {later}"
+
+        run_session(venue, scenario)
+
+    def test_fills_while_no_broker_was_connected_are_in_the_next_snapshot(self, venue: VenueDriver):
+        if not venue.capabilities.trades_while_away:
+            pytest.skip("the venue matches only while a broker drives it (capabilities.trades_while_away is False)")
+
+        async def scenario(s: Session) -> None:
+            quantity = s.caps.partial_fill_shares or 3
+            req = s.order(Side.BUY, quantity, s.R * Decimal("0.97"), suffix="away")
+            order_id = s.place(req)
+            await s.settle()
+            before = await s.snapshot()
+            await s._stop_supervisor()
+            await s.broker.close()  # the bot is down; the market trades on
+            s.broker = None
+            await s.venue.trade_at(None, _cents(s.R * Decimal("0.97")))
+            await s.connect()
+            snap = await s.snapshot()
+            (o,) = [o for o in before.open_orders if o.order_id == order_id]
+            execs = [e for e in snap.executions if e.stable_id == o.stable_id]
+            assert execs, "an execution while no broker was connected is missing from the next snapshot"
+            assert sum(e.quantity for e in execs) == quantity and all(e.ref == req.ref for e in execs), execs
+            assert all(e.commission is not None for e in execs), f"executions without their commission: {execs}"
+            assert o.stable_id not in {x.stable_id for x in snap.open_orders}, "the filled order is still open"
+            assert snap.position(s.symbol) - before.position(s.symbol) == quantity
 
         run_session(venue, scenario)
 
