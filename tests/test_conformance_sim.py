@@ -52,9 +52,26 @@ class TestSimBroker(BrokerConformance):
 
 
 # ------------------------------------------------------------------ brokers that get it wrong
-class DropsTags(SimBroker):
-    def place(self, order):
-        return super().place(dataclasses.replace(order, ref=""))
+class Broken(SimBroker):
+    """sim_broker with one thing wrong, wrapped around the opened venue (the broker hands the
+    engine the venue's own methods once it is open)."""
+
+    def open(self):
+        super().open()
+        place, match = self.place, self.match
+        self.place = lambda order: place(self.wrong_order(order))
+        self.match = lambda time_ns, price: (self.wrong_fill(f) for f in match(time_ns, price))
+
+    def wrong_order(self, order):
+        return order
+
+    def wrong_fill(self, fill):
+        return fill
+
+
+class DropsTags(Broken):
+    def wrong_order(self, order):
+        return dataclasses.replace(order, ref="")
 
 
 class SilentCancel(SimBroker):
@@ -64,9 +81,17 @@ class SilentCancel(SimBroker):
         super().bind(lambda e: None if isinstance(e, OrderUpdate) and e.status is OrderStatus.CANCELLED else emit(e))
 
 
-class LitAsLimit(SimBroker):
-    def place(self, order):
-        return super().place(dataclasses.replace(order, order_type=OrderType.LIMIT, aux=None))
+class CancelForgetsTheFills(SimBroker):
+    """Reports a partly filled order's cancel as if nothing had filled."""
+
+    def bind(self, emit):
+        super().bind(lambda e: emit(dataclasses.replace(e, filled=0) if isinstance(e, OrderUpdate)
+                                    and e.status is OrderStatus.CANCELLED else e))
+
+
+class LitAsLimit(Broken):
+    def wrong_order(self, order):
+        return dataclasses.replace(order, order_type=OrderType.LIMIT, aux=None)
 
 
 class ForgetsExecutions(SimBroker):
@@ -74,23 +99,23 @@ class ForgetsExecutions(SimBroker):
         return dataclasses.replace(await super().snapshot(executions_since_ns), executions=())
 
 
-class LosesCommission(SimBroker):
+class LosesCommission(Broken):
     """A fill without its commission, and no report after it."""
 
-    def match(self, time_ns, price):
-        return (dataclasses.replace(f, commission=None) for f in super().match(time_ns, price))
+    def wrong_fill(self, fill):
+        return dataclasses.replace(fill, commission=None)
 
 
-class PerFillQuantities(SimBroker):
+class PerFillQuantities(Broken):
     """order_filled says the fill's own quantity, not the order's cumulative one."""
 
-    def match(self, time_ns, price):
-        return (dataclasses.replace(f, order_filled=f.quantity) for f in super().match(time_ns, price))
+    def wrong_fill(self, fill):
+        return dataclasses.replace(fill, order_filled=fill.quantity)
 
 
-class FillsAboveTheLimit(SimBroker):
-    def match(self, time_ns, price):
-        return (dataclasses.replace(f, price=f.price + 1) for f in super().match(time_ns, price))
+class FillsAboveTheLimit(Broken):
+    def wrong_fill(self, fill):
+        return dataclasses.replace(fill, price=fill.price + 1)
 
 
 class NewAccountEachTime(SimBroker):
@@ -171,6 +196,8 @@ BROKEN = [
      None),  # honest: a late commission is fine (the control case)
     (PerFillQuantities, {"partial_fill_shares": 4}, SUITE.test_fills_add_up_with_cumulative_quantities_and_average_price,
      "cumulative fill"),
+    (CancelForgetsTheFills, {"partial_fill_shares": 4},
+     SUITE.test_a_partly_filled_order_cancelled_keeps_its_fills_and_fills_no_more, "CANCELLED status says 0"),
     (FillsAboveTheLimit, {}, SUITE.test_fills_add_up_with_cumulative_quantities_and_average_price, "above its limit"),
 ]
 

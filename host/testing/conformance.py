@@ -452,6 +452,34 @@ class BrokerConformance:
 
         run_session(venue, scenario)
 
+    def test_a_partly_filled_order_cancelled_keeps_its_fills_and_fills_no_more(self, venue: VenueDriver):
+        if not venue.capabilities.partial_fill_shares:
+            pytest.skip("the venue fills whole orders (capabilities.partial_fill_shares is None)")
+
+        async def scenario(s: Session) -> None:
+            n = s.caps.partial_fill_shares
+            limit = s.R * Decimal("0.97")
+            order_id = s.place(s.order(Side.BUY, 3 * n, limit))
+            await s.settle()
+            await s.trade_at(limit)
+            await s.until(f"a partial fill of order {order_id}", lambda: bool(s.rec.fills(order_id)))
+            partial = sum(f.quantity for f in s.rec.fills(order_id))
+            assert 0 < partial < 3 * n, f"a trade filled {partial} of {3 * n} shares, at most {n} expected"
+            (o,) = [o for o in (await s.snapshot()).open_orders if o.order_id == order_id] or [None]
+            assert o is not None and o.filled == partial and o.remaining == 3 * n - partial, (
+                f"a partly filled order is reported as {o}")
+            s.broker.cancel(order_id)
+            await s.until(f"a CANCELLED status for partly filled order {order_id}", lambda: any(
+                u.status is OrderStatus.CANCELLED for u in s.rec.updates(order_id)), nudge=True)
+            cancelled = next(u for u in s.rec.updates(order_id) if u.status is OrderStatus.CANCELLED)
+            assert cancelled.filled == partial, f"the CANCELLED status says {cancelled.filled} filled, the fills {partial}"
+            await s.trade_at(limit * Decimal("0.98"))
+            assert sum(f.quantity for f in s.rec.fills(order_id)) == partial, "a cancelled order filled again"
+            execs = [e for e in (await s.snapshot()).executions if e.order_id == order_id]
+            assert sum(e.quantity for e in execs) == partial, f"the snapshot's executions of the order: {execs}"
+
+        run_session(venue, scenario)
+
     def test_every_fill_has_its_commission_on_it_or_reported_after_it_by_exec_id(self, venue: VenueDriver):
         async def scenario(s: Session) -> None:
             quantity = (s.caps.partial_fill_shares or 3) + 1

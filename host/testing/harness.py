@@ -92,6 +92,8 @@ class StrategyHarness:
         self._venue_settings = dict(venue) if isinstance(venue, dict) else _settings_of(venue)
         self.broker = venue if venue is not None and not isinstance(venue, dict) else sim_venue(
             self.folder, **self._venue_settings)
+        if getattr(self.broker, "venue", True) is None and callable(getattr(self.broker, "open", None)):
+            self.broker.open()  # opened before it is watched: an opened venue hands out its own methods
         self._remake = _remake or _pristine_copy(strategy)
         self._observers = tuple(observers)
         self._pm_factory = pm if callable(pm) else None  # called again at each restart
