@@ -629,6 +629,19 @@ class BrokerConformance:
         live = venue.settings(live=True)
         if live is not None:
             assert live.is_live() is True, "settings that point at a live account must say so: is_live() is False"
+        # ... and the host's own guard (S2) lets the paper settings run `mode: paper` and refuses the live ones.
+        from types import SimpleNamespace
+
+        from ..errors import InputError
+        from ..run import live_guard
+
+        run = SimpleNamespace(mode="paper", path="conformance.yaml", where=lambda keys: None,
+                              broker=SimpleNamespace(use=type(paper).__name__))
+        live_guard(run, paper)
+        if live is not None:
+            with pytest.raises(InputError, match="LIVE account"):
+                live_guard(run, live)
+            live_guard(SimpleNamespace(**{**vars(run), "mode": "live"}), live)  # `mode: live` says so
 
 
 __all__ = ["BrokerConformance", "MatchingVenueDriver", "Recorder", "Session", "VenueCapabilities", "VenueDriver",
