@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import heapq
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .hookspecs import ChoosesTicks, CriticalStop
 from .model import Alert, OrderRequest
@@ -47,14 +48,14 @@ class HostContext:
     def set_timer(self, name: str, time_ns: int) -> None:
         self.engine.timers.set(self, name, time_ns)
 
-    def save_state(self, state: dict[str, Any]) -> None:
+    def save_state(self, state: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
         self.engine.state.put(self.strategy_id, state)
         self.engine.state_changed()
 
     def load_state(self) -> dict[str, Any] | None:
         return self.engine.state.get(self.strategy_id)
 
-    def alert(self, title: str, details: str, reset_steps=()) -> None:
+    def alert(self, title: str, details: str, reset_steps: list[str] | tuple[str, ...] = ()) -> NoReturn:
         alert = Alert(title, details, tuple(reset_steps), source=self.strategy_id, time_ns=self.now_ns)
         self.engine.raise_alert(alert, self)
         raise CriticalStop(alert)
@@ -67,3 +68,10 @@ class HostContext:
 
     def recorded(self) -> dict[str, Any]:
         return {k: (v() if callable(v) else v) for k, v in self.records.items()}
+
+
+if TYPE_CHECKING:
+    from .hookspecs import StrategyContext
+
+    def _the_door_is_the_documented_one(ctx: HostContext) -> StrategyContext:
+        return ctx  # mypy (tests/test_static.py) proves HostContext is what hookspecs promises

@@ -78,7 +78,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
 
 import pluggy
 
@@ -290,7 +290,7 @@ class StrategyContext(Protocol):
     def load_state(self) -> dict[str, Any] | None:
         """The last state saved, or None."""
 
-    def alert(self, title: str, details: str, reset_steps: list[str] | tuple[str, ...] = ()) -> None:
+    def alert(self, title: str, details: str, reset_steps: list[str] | tuple[str, ...] = ()) -> NoReturn:
         """Raise a critical alert (S1): log it, ring the bell, notify, place nothing more and stop
         with exit status 3. Does not return (it raises :class:`CriticalStop`)."""
 

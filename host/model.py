@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 CENT = Decimal("0.01")
 NS_PER_SECOND = 1_000_000_000
@@ -287,7 +288,7 @@ class Alert:
     reset_steps: tuple[str, ...] = ()
     source: str = ""
     time_ns: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
     #: "critical" stops the host (S1); "warning" only tells the notifiers (a stale feed, say)
     level: str = "critical"
 
@@ -314,7 +315,8 @@ class HeldLot:
     level: int | None = None
     label: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the price as text)."""
         return {"quantity": self.quantity, "price": str(self.price), "level": self.level, "label": self.label}
 
 
@@ -339,7 +341,7 @@ class Holdings:
         return cls(symbol, sum(lot.quantity for lot in lots),
                    lots, sum((lot.quantity * lot.price for lot in lots), Decimal(0)))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """JSON-ready (money as text), as status.json and bot_state.json keep it."""
         return {"symbol": self.symbol, "shares": self.shares, "open_cost": str(self.open_cost),
                 "lots": [lot.as_dict() for lot in self.lots]}

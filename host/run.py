@@ -24,7 +24,7 @@ from . import fingerprint, report
 from .engine import Engine
 from .plot_worker import PlotWorker
 from .errors import InputError
-from .hookspecs import (BrokerUnavailable, BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutions,
+from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutions,
                         LiveAwareSettings, MatchingVenue, ReplayFeed, ReportsFeedStats, ReportsHoldings,
                         SharesBrokerConnection)
 from .journal import ExecutionJournal

@@ -261,7 +261,7 @@ def _check_expansion(doc: Any, display: str) -> None:
     node, pos = doc, Pos(display, 1, 1)
     while True:  # down to the smallest value that is still too big
         items = list(node.items()) if isinstance(node, CommentedMap) else list(enumerate(node))
-        for index, (key, child) in enumerate(items):
+        for key, child in items:
             if sizes.get(id(child), 1) > MAX_VALUES:
                 try:
                     lc = node.lc.key(key) if isinstance(node, CommentedMap) else node.lc.item(key)

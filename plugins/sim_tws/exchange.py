@@ -1148,7 +1148,7 @@ class Exchange:
                 self.commit()
                 if self.on_progress is not None:
                     self.on_progress(self.progress_line() + " (data ended; still serving)")
-            for n, fut in self._advance_waiters:
+            for _, fut in self._advance_waiters:
                 if not fut.done():
                     fut.set_result(None)
             self._advance_waiters.clear()
@@ -1256,7 +1256,7 @@ class Exchange:
             await self._await_acks("tick", t, got)
         if self._advance_waiters:
             done = [(n, f) for n, f in self._advance_waiters if n <= idx]
-            for n, f in done:
+            for _, f in done:
                 if not f.done():
                     f.set_result(None)
             self._advance_waiters[:] = [(n, f) for n, f in self._advance_waiters if n > idx]
