@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bothost.hookspecs import BuildEnv
-from bothost.model import ConnectionEvent, ConnectionState, Fill, OrderStatus, OrderType, OrderUpdate
+from bothost.model import ConnectionEvent, ConnectionState, OrderStatus, OrderType, OrderUpdate
 from bothost.testing.conformance import BrokerConformance, MatchingVenueDriver, VenueCapabilities
 from bothost_plugins.sim_broker.plugin import SimBroker, SimBrokerConfig
 

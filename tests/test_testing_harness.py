@@ -35,8 +35,8 @@ class DipBuyer:
     symbol = "XYZ"
     wants_every_tick = True
 
-    def __init__(self, quantity: int = 10, floor: Decimal = D("50"), ceiling: Decimal = D("1000")):
-        self.quantity, self.floor, self.ceiling = quantity, floor, ceiling
+    def __init__(self, quantity: int = 10, floor: str = "50", ceiling: str = "1000"):
+        self.quantity, self.floor, self.ceiling = quantity, D(floor), D(ceiling)
         self.buy_id: str | None = None
         self.rebuilt: list = []  # open orders reconstruct saw
         self.timers: list[str] = []
@@ -123,7 +123,7 @@ def test_a_restart_gives_a_fresh_strategy_that_reconstructs_from_the_venue(tmp_p
 
 
 def test_a_critical_alert_ends_the_harness_and_leaves_the_orders(tmp_path):
-    h = StrategyHarness(DipBuyer(floor=D("90")), tmp_path).start()
+    h = StrategyHarness(DipBuyer(floor="90"), tmp_path).start()
     h.ticks(["100", "95", "89", "200"])  # ends at 89
     (alert,) = h.alerts
     assert alert.title == "price below the floor" and alert.reset_steps == ("look at the chart",)
@@ -135,7 +135,7 @@ def test_a_critical_alert_ends_the_harness_and_leaves_the_orders(tmp_path):
 
 
 def test_warnings_are_all_recorded_and_timers_run_on_tick_time(tmp_path):
-    h = StrategyHarness(DipBuyer(ceiling=D("100")), tmp_path).start()
+    h = StrategyHarness(DipBuyer(ceiling="100"), tmp_path).start()
     h.tick("100")
     h.tick("101", at="2024-01-02T14:30:30+00:00")
     h.tick("102", at=to_ns("2024-01-02T14:30:45Z"))

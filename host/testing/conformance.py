@@ -42,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pytest
 
-from ..hookspecs import Broker, MatchingVenue
+from ..hookspecs import Broker
 from ..model import (
     CommissionReport,
     ConnectionEvent,
@@ -515,7 +515,8 @@ class BrokerConformance:
             resting = s.order(Side.SELL, 3, s.R * Decimal("1.15"), suffix="resting")
             lit = s.order(Side.BUY, 2, s.R * Decimal("0.85"), lit_aux=s.R * Decimal("0.84"), suffix="lit")
             filled = s.order(Side.BUY, 2, s.R * Decimal("0.98"), suffix="filled")
-            resting_id, lit_id, filled_id = s.place(resting), s.place(lit), s.place(filled)
+            s.place(resting), s.place(lit)
+            filled_id = s.place(filled)
             await s.settle()
             fills = await s.fill_completely(filled_id, 2, s.R * Decimal("0.98"))
             first = await s.snapshot()

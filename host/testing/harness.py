@@ -289,10 +289,14 @@ class StrategyHarness:
 
     def _deliver(self) -> None:
         """Events the venue emitted outside any event (none today): handled in arrival order."""
-        inbox = self.engine.inbox
+        inbox, engine = self.engine.inbox, self.engine
+
+        def next_event() -> None:
+            engine.dispatch(inbox.popleft())
+            engine.drain()
+
         while inbox and not self.alerts:
-            event = inbox.popleft()
-            self._guarded(lambda: (self.engine.dispatch(event), self.engine.drain()))
+            self._guarded(next_event)
 
     def _check_running(self) -> None:
         if self.stopped:
