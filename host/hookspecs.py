@@ -38,6 +38,13 @@ The host refuses to load a module that declares another version (``PluginError``
 package and both versions, exit status 2) and warns about one that declares none. The version
 changes only when a change to this file would break a plugin written for the previous one.
 
+**Commands.** A plugin package adds a ``bothost`` command through the ``bothost.commands``
+entry-point group: ``my-command = "my_package.cli:command"`` names a ``click`` command
+(``data.NAME`` adds ``bothost data NAME``). The host lists the names from the package metadata and
+imports the module only when the command runs; it cannot replace one of the host's own
+commands. Wrap the command in ``bothost.cli.guarded`` for the host's exit statuses (bad input
+2, never a traceback).
+
 **Strategy instances.** A factory's strategy is any object whose methods are ``@hookimpl``
 event hooks (only those it implements are called). The host reads these attributes of it once,
 when the engine is built (before the first hook):

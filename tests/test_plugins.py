@@ -10,12 +10,15 @@ into the venv and nothing is written into the repository.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 SUPPORT = Path(__file__).parent / "support" / "thirdparty"
 BUILTINS = ("sim_broker", "replay_feed", "tqqq_grid", "bell", "apprise")
@@ -244,3 +247,109 @@ def test_a_broker_that_cannot_be_reached_exits_4_with_its_reason(tmp_path):
     r = bothost(tmp_path, site, "run", str(config), "--state", "S", "--out", "O")
     assert r.returncode == 4, r.stdout + r.stderr
     assert "no gateway answered at 127.0.0.1:7497" in r.stderr and "Traceback" not in r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------------------- API version (in-process)
+
+
+def _site_with(tmp_path: Path, dist: str, module: str, source: str) -> Path:
+    """An installed distribution ``dist`` whose one plugin module is ``source``."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[bothost]\n{module} = {module}\n")
+    return site
+
+
+PLUGIN_SOURCE = """\
+    from pydantic import BaseModel
+
+    from bothost.hookspecs import hookimpl
+
+    {declaration}
+
+    class NoteConfig(BaseModel):
+        pass
+
+    class Note:
+        @hookimpl
+        def {hook}(self, ctx, fill):
+            pass
+
+    @hookimpl
+    def bothost_register(registry):
+        registry.add_notifier("note_{module}", NoteConfig, lambda config, env: Note())
+    """
+
+
+def _plugin(tmp_path: Path, monkeypatch, dist: str, module: str, declaration: str = "BOTHOST_API = 1",
+            hook: str = "on_fill") -> None:
+    site = _site_with(tmp_path, dist, module,
+                      PLUGIN_SOURCE.format(declaration=declaration, hook=hook, module=module))
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_every_built_in_plugin_declares_the_api_version_of_this_host():
+    import bothost
+    from bothost.hookspecs import API_VERSION
+    from bothost.plugins import load_plugins
+
+    _, _, loaded = load_plugins()
+    built_in = [p for p in loaded if p.package == "bothost"]
+    assert {p.name for p in built_in} >= {"sim_broker", "replay_feed", "tqqq_grid", "notify", "ib_broker", "alpaca_feed"}
+    assert bothost.API_VERSION == API_VERSION == 1
+    assert {p.name: p.api_version for p in built_in} == {p.name: API_VERSION for p in built_in}
+
+
+def test_a_plugin_for_another_api_version_is_refused_naming_its_package_and_both_versions(tmp_path, monkeypatch):
+    from bothost.plugins import load_plugins
+    from bothost.registry import PluginError
+
+    _plugin(tmp_path, monkeypatch, "thirdparty-future", "thirdparty_future", declaration="BOTHOST_API = 2")
+    with pytest.raises(PluginError) as caught:
+        load_plugins()
+    message = str(caught.value)
+    assert "'thirdparty-future'" in message and "API 2" in message and "speaks API 1" in message, message
+
+
+def test_a_plugin_that_declares_no_api_version_loads_with_a_warning(tmp_path, monkeypatch, caplog):
+    from bothost.plugins import load_plugins
+
+    _plugin(tmp_path, monkeypatch, "thirdparty-quiet", "thirdparty_quiet", declaration="")
+    with caplog.at_level(logging.WARNING, logger="bothost.plugins"):
+        _, registry, loaded = load_plugins()
+    assert registry.get("notifier", "note_thirdparty_quiet") is not None
+    mine = next(p for p in loaded if p.package == "thirdparty-quiet")
+    assert mine.api_version is None and mine.hooks == ("bothost_register", "on_fill")
+    assert any("'thirdparty-quiet'" in r.getMessage() and "BOTHOST_API = 1" in r.getMessage() for r in caplog.records)
+
+
+def test_a_misspelt_hook_is_refused_with_the_hook_it_meant(tmp_path, monkeypatch):
+    from bothost.plugins import load_plugins
+    from bothost.registry import PluginError
+
+    _plugin(tmp_path, monkeypatch, "thirdparty-typo", "thirdparty_typo", hook="on_fil")
+    with pytest.raises(PluginError, match=r"'thirdparty-typo'.*Note.on_fil.*no hook 'on_fil' \(did you mean 'on_fill'\?\)"):
+        load_plugins()
+
+
+def test_plugins_verbose_lists_each_modules_package_version_api_and_hooks(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bothost.cli import cli
+
+    _plugin(tmp_path, monkeypatch, "thirdparty-notes", "thirdparty_notes")
+    monkeypatch.setenv("COLUMNS", "250")
+    r = CliRunner().invoke(cli, ["plugins", "--verbose"])
+    assert r.exit_code == 0, r.output
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in r.output.splitlines() if line.startswith("│")]
+    cells = next(row for row in rows if row[0] == "thirdparty_notes")  # the modules table
+    assert cells == ["thirdparty_notes", "thirdparty_notes", "thirdparty-notes", "1.2.3", "1",
+                     "notifier note_thirdparty_notes", "bothost_register, on_fill"], cells
+    grid = next(line for line in r.output.splitlines() if "bothost_plugins.tqqq_grid.plugin" in line)
+    assert "describe_order_ref" in grid and "strategy tqqq_grid" in grid
+    plain = CliRunner().invoke(cli, ["plugins"])
+    assert "hooks" not in plain.output and "note_thirdparty_notes" in plain.output
