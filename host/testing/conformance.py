@@ -112,7 +112,9 @@ class VenueDriver(Protocol):
 
         A :class:`~bothost.hookspecs.MatchingVenue` returns ``broker.match(time_ns, cents)``
         (the suite dispatches the fills as the engine does); a broker that reports fills through
-        ``emit`` returns None once the venue has traded (the suite then waits for the events)."""
+        ``emit`` returns None once the venue has traded (the suite then waits for the events).
+        ``broker`` is None when no broker is connected (``capabilities.trades_while_away``):
+        the venue trades on its own and nobody hears of it until the next snapshot."""
 
     async def cut_connection(self) -> None:
         """Take the broker's connection to its venue away (the broker should emit a
@@ -129,7 +131,8 @@ class VenueDriver(Protocol):
 
 class MatchingVenueDriver:
     """A ready :meth:`VenueDriver.trade_at` for brokers that match orders themselves: a clock
-    that moves ``step_s`` per trade, and ``broker.match`` at the price in cents. Subclass it and
+    that moves ``step_s`` per trade, and ``broker.match`` at the price in cents (with no broker
+    connected, a fresh instance nobody listens to matches on the account). Subclass it and
     provide ``new_broker``, ``settings`` (and ``cut_connection``/``restore_connection`` if the
     broker has a connection)."""
 
@@ -144,7 +147,20 @@ class MatchingVenueDriver:
 
     async def trade_at(self, broker, price: Decimal) -> Iterable[Fill]:
         self.clock_ns += self.step_s * 1_000_000_000
-        return broker.match(self.clock_ns, decimal_to_cents(Decimal(price)))
+        cents = decimal_to_cents(Decimal(price))
+        if broker is None:
+            # Nobody connected (capabilities.trades_while_away): the account trades on its own,
+            # through an instance of its own that nobody listens to.
+            alone = self.new_broker()
+            alone.bind(lambda event: None)
+            await alone.connect()
+            try:
+                for _ in alone.match(self.clock_ns, cents):
+                    pass
+            finally:
+                await alone.close()
+            return ()
+        return broker.match(self.clock_ns, cents)
 
     async def cut_connection(self) -> None:
         raise NotImplementedError("this venue has no connection to cut (capabilities.connection is False)")
