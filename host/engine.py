@@ -65,8 +65,11 @@ def direct_caller(caller):
     if any(i.hookwrapper or i.wrapper for i in impls):
         return caller
     funcs = [(i.function, i.argnames) for i in reversed(impls)]
+    spec = caller.spec
     if len(funcs) == 1:
         (func, names), = funcs
+        if spec is not None and set(names) == set(spec.argnames):
+            return func  # it takes every argument the hook is called with, by the same names
         return lambda **kw: func(*[kw[n] for n in names])
 
     def call(**kw) -> None:
@@ -217,6 +220,9 @@ class Engine:
         """The broker's door: its connection events are marked as the broker's."""
         if type(event) is ConnectionEvent and event.origin != "broker":
             event = dataclasses.replace(event, origin="broker")
+        if self._busy:  # self.emit, inlined: a venue's order updates arrive while a fill is handled
+            self.pending.append(event)
+            return
         self.emit(event)
 
     def emit_feed(self, event: object) -> None:
@@ -242,7 +248,10 @@ class Engine:
             self._busy -= 1
 
     def _dispatch(self, event: object) -> None:
-        if isinstance(event, Tick):
+        kind = type(event)
+        if kind is OrderUpdate:  # the most frequent consequence of a fill (its order's status)
+            self._on_order_update(event)
+        elif isinstance(event, Tick):
             self.on_live_tick(event)
         elif isinstance(event, Fill):
             self._on_fill(event)
@@ -289,7 +298,11 @@ class Engine:
             return
         if fill.commission is None:
             self.exec_owner.remember(fill.exec_id, ctx)
-        self.call(ctx, "on_fill", fill=fill)
+        self._busy += 1  # self.call(ctx, "on_fill", fill=fill), inlined: once per fill
+        try:
+            self.callers[id(ctx)]["on_fill"](ctx=ctx, fill=fill)
+        finally:
+            self._busy -= 1
         self._journal("add", fill)  # after the strategy booked it: a journal failure costs only the file
         self.state_changed()
 
@@ -330,7 +343,11 @@ class Engine:
         elif update.status is OrderStatus.INACTIVE:
             log.warning("order %s (%s) is inactive at the broker: %s", oid, update.ref, update.message or "no reason given")
         if ctx is not None:
-            self.call(ctx, "on_order_update", update=update)
+            self._busy += 1  # self.call(ctx, "on_order_update", update=update), inlined
+            try:
+                self.callers[id(ctx)]["on_order_update"](ctx=ctx, update=update)
+            finally:
+                self._busy -= 1
             self.state_changed()
 
     def _on_connection(self, event: ConnectionEvent) -> None:

@@ -198,7 +198,9 @@ class Venue:
         self.next_order_id += 1
         limit = _cents(req.limit)
         aux = None if req.aux is None else _cents(req.aux)
-        problem = _check(req, limit, aux)
+        # The usual order is valid: only a doubtful one is looked at closely.
+        problem = _check(req, limit, aux) if (limit is None or req.quantity <= 0
+                                              or (aux is None and req.aux is not None)) else ""
         like = self.like
         if problem:
             self.emit(OrderUpdate(str(oid), self.clock_ns or 0, OrderStatus.REJECTED, req.symbol, req.side,
@@ -274,7 +276,11 @@ class Venue:
             return BUSY_BAND  # the next tick acknowledges or cancels: it must be handled
         band = self._band
         if band is None:
-            lo = max((o.wake_price() for o in self._buys), default=-1)
+            lo = -1
+            for o in self._buys:  # max(o.wake_price()), inlined: once per handled tick
+                w = o.limit if o.triggered else o.aux
+                if w > lo:
+                    lo = w
             hi = self._sells[0].wake_price() if self._sells else NO_SELL
             band = self._band = (lo, hi)
         return band
@@ -358,7 +364,7 @@ class Venue:
                 crossed_buys.append(order)
         triggered_now = []
         for order in self._sells:  # ascending wake price: stop at the first one out of reach
-            if order.wake_price() > price:
+            if (order.limit if order.triggered else order.aux) > price:  # its wake_price()
                 break
             if not order.triggered:
                 order.triggered = True
@@ -370,15 +376,20 @@ class Venue:
             self._sells.remove(order)
             bisect.insort(self._sells, order, key=_sell_key)
             self._band = None
-        fill_price = {o.id: (price if o.fresh else o.limit) for o in crossed_buys + crossed_sells}
+        if not (crossed_buys or crossed_sells):
+            for order in arrived:
+                order.fresh = False  # the first tick after arrival has been seen
+            return
+        crossed = crossed_buys + crossed_sells
+        fill_price = {o.id: (price if o.fresh else o.limit) for o in crossed}
         for order in arrived:
             order.fresh = False  # the first tick after arrival has been seen
-        if not (crossed_buys or crossed_sells):
-            return
-        # Rule 5: BUYs before SELLs; price priority, then time placed. Picked once, here.
-        crossed_buys.sort(key=lambda o: (-o.limit, o.seq))
-        crossed_sells.sort(key=lambda o: (o.limit, o.seq))
-        for order in crossed_buys + crossed_sells:
+        if len(crossed) > 1:
+            # Rule 5: BUYs before SELLs; price priority, then time placed. Picked once, here.
+            crossed_buys.sort(key=lambda o: (-o.limit, o.seq))
+            crossed_sells.sort(key=lambda o: (o.limit, o.seq))
+            crossed = crossed_buys + crossed_sells
+        for order in crossed:
             if order.status is not OrderStatus.SUBMITTED and order.status is not OrderStatus.PENDING_CANCEL:
                 continue  # cancelled (or filled) while an earlier fill of this tick was handled
             yield self._execute(order, fill_price[order.id], time_ns)

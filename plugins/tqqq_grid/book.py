@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from operator import attrgetter
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +48,7 @@ STATE_VERSION = 1
 REMEMBER_EXECS = 16384
 REMEMBER_ENDED = 4096
 _ZERO = Decimal(0)
+_LEVEL = attrgetter("level")
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -70,6 +72,7 @@ class Book:
         self.anchor: Decimal | None = None
         self.triggers: tuple[Decimal, ...] = ()
         self._queue_refs: dict[int, str] = {}
+        self._desired: dict[int, tuple[QueueSlot, ...]] = {}  # desired() by deepest level, for these triggers
         self.lots: dict[str, Lot] = {}
         self.buys: dict[str, LiveBuy] = {}
         self.entry_id: str | None = None
@@ -119,14 +122,18 @@ class Book:
             return None
         m = self._deepest
         if m is None:
-            m = self._deepest = max(lot.level for lot in self.lots.values())
+            m = self._deepest = max(map(_LEVEL, self.lots.values()))
         return m
 
     def desired(self) -> tuple[QueueSlot, ...]:
         """R3's desired queue for the lots held now (empty with no lot: R4)."""
         if not self.lots or not self.triggers:
             return ()
-        return desired_queue(self.deepest_level(), self.triggers, self.lot_map, self.params.queue_depth)
+        m = self.deepest_level()
+        queue = self._desired.get(m)
+        if queue is None:  # a pure function of the deepest level while the triggers stay
+            queue = self._desired[m] = desired_queue(m, self.triggers, self.lot_map, self.params.queue_depth)
+        return queue
 
     def set_anchor(self, anchor: Decimal | None) -> None:
         if anchor == self.anchor and (anchor is None or self.triggers):
@@ -134,6 +141,7 @@ class Book:
         self.anchor = anchor
         self.triggers = trigger_chain(anchor, self.params.buy_step, len(self.lot_map)) if anchor is not None else ()
         self._queue_refs = {}
+        self._desired = {}
 
     def _queue_ref(self, level: int) -> str:
         ref = self._queue_refs.get(level)
@@ -358,7 +366,11 @@ class Book:
             booked.popitem(last=False)
 
     def _book_exec(self, fill: Fill) -> None:
-        self._remember_execs((fill.exec_id,))
+        booked = self._booked_execs
+        booked[fill.exec_id] = None
+        booked.move_to_end(fill.exec_id)
+        if len(booked) > REMEMBER_EXECS:
+            booked.popitem(last=False)
         if fill.commission is None:
             self.fee_pending.add(fill.exec_id)  # booked when its CommissionReport arrives
         else:
@@ -423,6 +435,10 @@ class Book:
         live = [b for b in self.buys.values() if not b.is_entry and not b.cancel_requested]
         if not desired and not live:
             return
+        if len(live) == len(desired) and all(
+                b.level == s.level and b.quantity == s.quantity and b.price == s.price and not b.filled
+                for b, s in zip(live, desired)):
+            return  # the queue is already what R3 wants, in the same order: nothing to cancel or place
         cancel, place = reconcile_queue(live, desired)
         for oid in cancel:
             self.buys[oid].cancel_requested = True
@@ -445,6 +461,9 @@ class Book:
         if self.halted:
             return
         status = update.status
+        if status is OrderStatus.FILLED:  # the common case: its fills were booked already
+            self._sync_ticks(ctx)
+            return
         if status is OrderStatus.INACTIVE:
             self._inactive(ctx, update)
         elif status is OrderStatus.PENDING_CANCEL:

@@ -44,6 +44,22 @@ _PLACED = re.compile(r"T(0|[1-9]\d{0,15})")
 
 def format_price(value: Decimal) -> str:
     """Exact, plain notation: ``100.00``, ``97.0333333333``; at least two decimals."""
+    try:
+        text = _PRICE_TEXT.get(value)
+    except TypeError:  # a signalling NaN cannot be hashed; _format_price refuses it
+        text = None
+    if text is not None:
+        return text
+    text = _format_price(value)
+    if value > 0 and len(_PRICE_TEXT) < 65536:  # by value: equal Decimals print alike (not -0 and 0)
+        _PRICE_TEXT[value] = text
+    return text
+
+
+_PRICE_TEXT: dict[Decimal, str] = {}  # a grid tags the same few hundred prices over and over
+
+
+def _format_price(value: Decimal) -> str:
     if not value.is_finite() or value < 0:
         raise ValueError(f"a tag price must be finite and >= 0, got {value}")
     text = format(value, "f")
@@ -109,7 +125,13 @@ def queue_tag(strategy_id: str, level: int, anchor: Decimal) -> str:
 
 
 def sell_tag(strategy_id: str, level: int, purchase: Decimal, anchor: Decimal | None, buy_order_id: str | None) -> str:
-    return format_tag(Tag(strategy_id, Side.SELL, level, SELL, purchase, anchor, buy_order_id))
+    # format_tag's text for this Tag, without building the Tag (one per lot: on the fill path)
+    text = f"{_enc(strategy_id)}:SELL:L{level}:{SELL}{format_price(purchase)}"
+    if anchor is not None:
+        text += ":A" + format_price(anchor)
+    if buy_order_id:
+        text += ":B" + _enc(buy_order_id)
+    return text
 
 
 def tag_prefix(strategy_id: str) -> str:
