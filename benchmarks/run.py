@@ -24,8 +24,9 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parent))  # append: never shadow the stdlib
 
 import benchlib as bl  # noqa: E402
+import fillpath  # noqa: E402
 
-SECTIONS = ("backtest", "peers", "startup", "work", "hooks")
+SECTIONS = ("backtest", "peers", "startup", "work", "hooks", "fillpath")
 
 
 def _ints(s: str) -> list[int]:
@@ -60,6 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--work-band", default="30,80",
                     help="LOW,HIGH price walls for the cost-against-work files, so that high volatility "
                          "means more crossings rather than a price that runs off the grid ('' for none)")
+    ap.add_argument("--range-sizes", type=_ints, default=[1_000_000, 10_000_000],
+                    help="fillpath section: bar counts of the range-bound files bothost runs on")
+    ap.add_argument("--range-peer-bars", type=int, default=1_000_000,
+                    help="fillpath section: the range-bound file the peers run on too")
+    ap.add_argument("--range-vol", type=float, default=1.2, help="fillpath section: annual volatility")
+    ap.add_argument("--range-band", default="30,80", help="fillpath section: LOW,HIGH price walls")
     ap.add_argument("--startup-runs", type=int, default=None, help="default 10 (3 with --smoke)")
     ap.add_argument("--peer-timeout", type=float, default=600.0)
     ap.add_argument("--bothost-timeout", type=float, default=3600.0)
@@ -73,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if a.smoke:
         a.sizes = [100_000]
         a.peers = False
-        a.sections -= {"work", "hooks", "peers"}
+        a.sections -= {"work", "hooks", "peers", "fillpath"}
         a.startup_runs = a.startup_runs or 3
         a.out = a.out or bl.RESULTS_DIR / "smoke.json"
     a.startup_runs = a.startup_runs or 10
@@ -257,14 +264,17 @@ class Suite:
             self.section_work()
         if "hooks" in a.sections:
             self.section_hooks()
+        if "fillpath" in a.sections:
+            fillpath.run_section(self)  # last: its targets read the other sections' figures
         self.results["meta"]["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.save()
         self.console.print()
-        for r in bl.render(self.results):
+        for r in [*bl.render(self.results), *fillpath.render(self.results)]:
             self.console.print(r)
             self.console.print()
         self.console.print(f"results written to {a.out}")
-        runs = {id(r): r for r in self.results["bothost"] + (self.results.get("cost_vs_work") or {}).get("runs", [])}
+        runs = {id(r): r for r in self.results["bothost"] + (self.results.get("cost_vs_work") or {}).get("runs", [])
+                + (self.results.get("fill_path") or {}).get("bothost", [])}
         failed = [r for r in runs.values() if r.get("status") != "ok"]
         if failed:
             self.console.print(f"[red]bothost backtest failed for {len(failed)} run(s)[/]")
