@@ -42,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pytest
 
-from ..hookspecs import Broker
+from ..hookspecs import Broker, MatchingVenue
 from ..model import (
     CommissionReport,
     ConnectionEvent,
@@ -634,6 +634,39 @@ class BrokerConformance:
             await s.settle()
             assert order_id in {o.order_id for o in (await s.snapshot()).open_orders}, (
                 "an order placed after RESTORED is not at the broker")
+
+        run_session(venue, scenario)
+
+    def test_fills_during_an_outage_are_in_the_snapshot_after_it(self, venue: VenueDriver):
+        caps = venue.capabilities
+        if not (caps.connection and caps.trades_while_away):
+            pytest.skip("the venue has no connection to lose, or does not trade without its host "
+                        "(capabilities.connection and trades_while_away)")
+
+        async def scenario(s: Session) -> None:
+            if isinstance(s.broker, MatchingVenue):
+                pytest.skip("a matching venue trades only when its host hands it a tick")
+            quantity = s.caps.partial_fill_shares or 3
+            req = s.order(Side.BUY, quantity, s.R * Decimal("0.97"), suffix="outage")
+            order_id = s.place(req)
+            await s.settle()
+            (o,) = [o for o in (await s.snapshot()).open_orders if o.order_id == order_id]
+            await s.venue.cut_connection()
+            await s.until("a ConnectionEvent LOST", lambda: any(
+                e.state is ConnectionState.LOST for e in s.rec.of(ConnectionEvent)))
+            await s.venue.trade_at(s.broker, _cents(s.R * Decimal("0.97")))  # while the connection is down
+            await s.venue.restore_connection()
+            await s.until("a ConnectionEvent RESTORED", lambda: any(
+                e.state is ConnectionState.RESTORED for e in s.rec.of(ConnectionEvent)))
+            snap = await s.snapshot()  # what the engine's reconstruct after RESTORED reads
+            execs = [e for e in snap.executions if e.stable_id == o.stable_id]
+            assert sum(e.quantity for e in execs) == quantity, (
+                f"the fill during the outage is not in the snapshot after it: {execs}")
+            assert all(e.ref == req.ref and e.commission is not None for e in execs), execs
+            assert o.stable_id not in {x.stable_id for x in snap.open_orders}, "the filled order is still open"
+            told = [f for f in s.rec.of(Fill) if f.stable_id == o.stable_id]
+            assert {f.exec_id for f in told} <= {e.exec_id for e in execs}, (
+                f"fills emitted after the outage carry exec ids the snapshot does not know: {told}")
 
         run_session(venue, scenario)
 
