@@ -560,10 +560,12 @@ class ChoosesTicks(Protocol):
 @runtime_checkable
 class ReportsHoldings(Protocol):
     """A strategy that says what it holds (optional): the summary's ``open_lots`` and, live, its
-    open position and cost; ``bothost status`` and ``bothost serve`` show its lots. The host
-    knows nothing of a strategy's own records: without this, a strategy's lots are not counted
-    and a live run's position is taken from the executions alone."""
+    open position and cost; ``status.json`` (``holdings``) and the ``bothost serve`` page's
+    ladder (its price levels, the lots and working orders at each). The host knows nothing of a
+    strategy's own records: without this, a strategy's lots are not counted, a live run's
+    position is taken from the executions alone, and the page draws no ladder."""
 
     def holdings(self) -> Holdings:
-        """What the strategy holds now (:class:`~bothost.model.Holdings`). Called at every
-        checkpoint and at the end of a run; keep it cheap."""
+        """What the strategy holds and has working now, and the price levels it trades at
+        (:class:`~bothost.model.Holdings`). Called each time the host writes bot_state.json (every
+        event live, every checkpoint in a replay) and at the end of a run: keep it cheap."""

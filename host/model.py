@@ -307,54 +307,107 @@ class Alert:
 @dataclass(frozen=True, slots=True)
 class HeldLot:
     """One lot a strategy holds: ``quantity`` shares bought at ``price`` (the lot's purchase
-    price, which its realized P&L is measured from). ``level`` and ``label`` are the strategy's
-    own words for where the lot sits (a grid's level, a ladder's rung), shown as they are."""
+    price, which its realized P&L is measured from). ``exit_price`` is where the order that
+    closes it rests (a grid's SELL), None when there is none. ``level`` and ``label`` are the
+    strategy's own words for where the lot sits (a grid's level), shown as they are."""
 
     quantity: int
     price: Decimal
     level: int | None = None
     label: str = ""
+    exit_price: Decimal | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (prices as text)."""
+        return {"quantity": self.quantity, "price": str(self.price), "level": self.level, "label": self.label,
+                "exit_price": None if self.exit_price is None else str(self.exit_price)}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingOrder:
+    """An order of the strategy working at the broker, as the strategy sees it: ``label`` is its
+    own word for the order's role (the grid says "entry" or "queue"), ``level`` where it sits."""
+
+    order_id: str
+    side: Side
+    quantity: int
+    price: Decimal
+    filled: int = 0
+    level: int | None = None
+    label: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (the price as text)."""
-        return {"quantity": self.quantity, "price": str(self.price), "level": self.level, "label": self.label}
+        return {"order_id": self.order_id, "side": self.side.value, "quantity": self.quantity,
+                "price": str(self.price), "filled": self.filled, "level": self.level, "label": self.label}
+
+
+@dataclass(frozen=True, slots=True)
+class PriceLevel:
+    """One price a strategy trades at, by its number (a grid's trigger for level ``level``)."""
+
+    level: int
+    price: Decimal
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the price as text)."""
+        return {"level": self.level, "price": str(self.price)}
 
 
 @dataclass(frozen=True, slots=True)
 class Holdings:
-    """What a strategy holds, in the host's words (see ``hookspecs.ReportsHoldings``): the host
-    counts lots and marks the position to market from this, never from a strategy's own records.
+    """What a strategy holds and has working, in the host's words (see
+    ``hookspecs.ReportsHoldings``): the host counts lots, marks the position to market and draws
+    the status page's ladder from this, never from a strategy's own records.
 
     ``shares`` is the strategy's position in ``symbol``; ``lots`` how it is made up (their
     quantities add up to ``shares`` for a strategy that books lots, or are empty for one that
-    does not); ``open_cost`` what the held shares cost (sum of quantity x purchase price)."""
+    does not); ``open_cost`` what the held shares cost (sum of quantity x purchase price);
+    ``orders`` its working orders; ``levels`` the prices it trades at, if it has a ladder."""
 
     symbol: str
     shares: int
     lots: tuple[HeldLot, ...] = ()
     open_cost: Decimal = Decimal(0)
+    orders: tuple[WorkingOrder, ...] = ()
+    levels: tuple[PriceLevel, ...] = ()
 
     @classmethod
-    def of_lots(cls, symbol: str, lots: tuple[HeldLot, ...] | list[HeldLot]) -> Holdings:
+    def of_lots(cls, symbol: str, lots: tuple[HeldLot, ...] | list[HeldLot],
+                orders: tuple[WorkingOrder, ...] | list[WorkingOrder] = (),
+                levels: tuple[PriceLevel, ...] | list[PriceLevel] = ()) -> Holdings:
         """Holdings made of ``lots``: shares and open cost are their sums."""
         lots = tuple(lots)
-        return cls(symbol, sum(lot.quantity for lot in lots),
-                   lots, sum((lot.quantity * lot.price for lot in lots), Decimal(0)))
+        return cls(symbol, sum(lot.quantity for lot in lots), lots,
+                   sum((lot.quantity * lot.price for lot in lots), Decimal(0)), tuple(orders), tuple(levels))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (money as text), as status.json and bot_state.json keep it."""
         return {"symbol": self.symbol, "shares": self.shares, "open_cost": str(self.open_cost),
-                "lots": [lot.as_dict() for lot in self.lots]}
+                "lots": [lot.as_dict() for lot in self.lots], "orders": [o.as_dict() for o in self.orders],
+                "levels": [lv.as_dict() for lv in self.levels]}
 
     @classmethod
     def from_dict(cls, data: object) -> Holdings | None:
         """Back from :meth:`as_dict`; None for anything else (a file from another version)."""
         if not isinstance(data, dict) or not isinstance(data.get("shares"), int):
             return None
+
+        def level(d: dict[str, Any]) -> int | None:
+            value = d.get("level")
+            return value if type(value) is int else None
+
+        def price(value: object) -> Decimal | None:
+            return None if value is None else Decimal(str(value))
+
         try:
-            lots = tuple(HeldLot(int(d["quantity"]), Decimal(str(d["price"])),
-                                 d.get("level") if isinstance(d.get("level"), int) else None,
-                                 str(d.get("label") or "")) for d in data.get("lots") or ())
-            return cls(str(data.get("symbol") or ""), data["shares"], lots, Decimal(str(data.get("open_cost", "0"))))
+            lots = tuple(HeldLot(int(d["quantity"]), Decimal(str(d["price"])), level(d), str(d.get("label") or ""),
+                                 price(d.get("exit_price"))) for d in data.get("lots") or ())
+            orders = tuple(WorkingOrder(str(d["order_id"]), Side(d["side"]), int(d["quantity"]), Decimal(str(d["price"])),
+                                        int(d.get("filled") or 0), level(d), str(d.get("label") or ""))
+                           for d in data.get("orders") or ())
+            levels = tuple(PriceLevel(int(d["level"]), Decimal(str(d["price"]))) for d in data.get("levels") or ())
+            return cls(str(data.get("symbol") or ""), data["shares"], lots, Decimal(str(data.get("open_cost", "0"))),
+                       orders, levels)
         except (KeyError, TypeError, ValueError, ArithmeticError):
             return None

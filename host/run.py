@@ -339,9 +339,12 @@ HOST_SECTION = "__host__"  # the host's record of the run in bot_state.json: its
 
 def _host_section(engine: Engine) -> dict[str, Any]:
     """Built each time bot_state.json is written: the host clock at the last event (where the next
-    start asks the broker's executions from) and what each strategy says it holds."""
+    start asks the broker's executions from), what each strategy says it holds, and what it
+    published with ``ctx.record``: a replay writes status.json only at its end, so ``bothost
+    serve`` reads a running replay's from here."""
     return {"last_event_ns": engine.now_ns,
-            "holdings": {sid: h.as_dict() for sid, h in _holdings(engine).items()}}
+            "holdings": {sid: h.as_dict() for sid, h in _holdings(engine).items()},
+            "records": {ctx.strategy_id: ctx.recorded() for ctx in engine.contexts}}
 
 
 def _executions_since(saved: dict | None) -> int | None:

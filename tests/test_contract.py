@@ -157,3 +157,20 @@ def test_data_synth_runs_as_the_replay_feeds_command(tmp_path):
     assert "wrote 30 bars" in r.output and len(out.read_text().splitlines()) == 31
     r = CliRunner().invoke(cli, ["data", "synth", "--out", str(out), "--band", "60"])
     assert r.exit_code == 2 and "LOW,HIGH" in r.output
+
+
+def test_the_grid_reports_its_book_in_the_hosts_words(tmp_path):
+    """Lots (purchase, level, their SELL's price), working BUYs and the trigger ladder, as its book has them."""
+    from bothost_plugins.tqqq_grid.grid import trigger_chain
+
+    first, _ = _days(tmp_path)
+    run_in_process(tmp_path, data=first, state=tmp_path / "S", out=tmp_path / "S" / "out")
+    status = json.loads((tmp_path / "S" / "status.json").read_text())
+    book = status["strategies"]["tqqq_grid"]["book"]
+    held = Holdings.from_dict(status["holdings"]["tqqq_grid"])
+    assert [(lot.level, lot.quantity, lot.price, lot.exit_price) for lot in held.lots] == \
+        [(b["level"], b["quantity"], D(b["purchase"]), D(b["sell_price"])) for b in book["lots"]]
+    queue = [(o.order_id, o.level, o.quantity, o.price) for o in held.orders if o.label == "queue"]
+    assert queue == [(b["order_id"], b["level"], b["quantity"], D(b["price"])) for b in book["queue"]]
+    assert [lv.price for lv in held.levels] == list(trigger_chain(D(book["anchor"]), D(book["grid"]["buy_step"]),
+                                                                  book["grid"]["levels"]))

@@ -19,6 +19,7 @@ from bothost.serve.report import render_report
 from bothost.serve.sources import Reader, Sources, open_readonly, parse_iso_ns, signature
 from bothost.serve.sse import encode
 from bothost.errors import InputError
+from bothost.model import HeldLot, Holdings, PriceLevel, Side, WorkingOrder
 from bothost_plugins.tqqq_grid.grid import trigger_chain as grid_chain
 from bothost_plugins.tqqq_grid.plugin import describe_order_ref
 
@@ -38,13 +39,18 @@ BOOK = {"symbol": "TQQQ", "anchor": "49.98", "lots": LOTS, "open_lots": 2, "shar
         "grid": {"buy_step": "0.01", "profit_target": "0.01", "queue_depth": 3, "levels": 88}}
 
 
-@pytest.mark.parametrize("anchor,step", [("49.98", "0.01"), ("100", "0.01"), ("37.777", "0.0125"), ("12.34", "0.05")])
-def test_trigger_chain_is_the_grids_own(anchor, step):
-    assert views.trigger_chain(D(anchor), D(step), 88) == list(grid_chain(D(anchor), D(step), 88))
+def _held(book: dict = BOOK) -> Holdings:
+    """What the grid reports for BOOK (hookspecs.ReportsHoldings): lots, working BUYs, its triggers."""
+    lots = [HeldLot(lot["quantity"], D(lot["purchase"]), lot["level"], f"L{lot['level']}", D(lot["sell_price"]))
+            for lot in book["lots"]]
+    orders = [WorkingOrder(b["order_id"], Side.BUY, b["quantity"], D(b["price"]), b["filled"], b["level"], "queue")
+              for b in book["queue"]]
+    levels = [PriceLevel(k, t) for k, t in enumerate(grid_chain(D(book["anchor"]), D("0.01"), 88))]
+    return Holdings.of_lots(book["symbol"], lots, orders, levels)
 
 
 def test_ladder_around_the_last_price_marks_lots_and_working_buys():
-    lad = views.ladder(BOOK, views.grid_params(BOOK, None), D("49.10"), around=3)
+    lad = views.ladder(_held(), D("49.10"), around=3, step="0.01")
     rows = {r["level"]: r for r in lad["rows"]}
     assert [r["level"] for r in lad["rows"]] == [0, 1, 2, 3, 4, 5]
     assert lad["next_level"] == 2  # the first trigger below 49.10 is L2's 48.99
@@ -53,22 +59,17 @@ def test_ladder_around_the_last_price_marks_lots_and_working_buys():
     assert rows[2]["buys"][0] == {"role": "queue", "order_id": "8", "quantity": 82, "price": "48.99", "filled": 0}
     assert [r["above_last"] for r in lad["rows"]] == [True, True, False, False, False, False]
     assert rows[5]["lots"] == rows[5]["buys"] == []
+    assert lad["levels"] == 88 and lad["buy_step"] == "0.01"
     # deep in the map: the window follows the price, clipped at the last level
-    deep = views.ladder(BOOK, views.grid_params(BOOK, None), D("1.00"), around=3)
+    deep = views.ladder(_held(), D("1.00"), around=3)
     assert deep["rows"][-1]["level"] == 87 and len(deep["rows"]) == 6
+    # no price yet: centred below the deepest lot held
+    assert views.ladder(_held(), None, around=3)["rows"][0]["level"] == 0
 
 
-def test_ladder_params_from_the_recorded_config_and_none_without_them():
-    book = {k: v for k, v in BOOK.items() if k != "grid"}
-    recorded = {"use": "tqqq_grid", "symbol": "TQQQ", "buy_step": "1%", "profit_target": "1%", "queue_depth": 3}
-    params = views.grid_params(book, recorded)
-    assert params["buy_step"] == D("0.01") and params["levels"] is None
-    lad = views.ladder(book, params, D("49.10"))
-    assert lad["rows"][0]["trigger"] == "49.98" and lad["levels"] is None  # the lot map's size is not known
-    # as deep as the queue goes and a few beyond (3 + 3 + 6), 2 x 6 rows of it around the price
-    assert [r["level"] for r in lad["rows"]] == list(range(12))
-    assert views.ladder(book, None, D("49.10")) is None
-    assert views.ladder({**BOOK, "anchor": None}, views.grid_params(BOOK, None), D("49.10")) is None
+def test_no_ladder_for_a_strategy_that_reports_no_levels():
+    assert views.ladder(None, D("49.10")) is None
+    assert views.ladder(Holdings("TQQQ", 0), D("49.10")) is None
 
 
 def _fills():
@@ -85,7 +86,8 @@ def test_position_is_the_summarys_when_the_run_ended():
                "market_value": "4606.00", "unrealized_pnl": "-92.12", "realized_pnl": "43.12", "fees": "3.00",
                "net_realized_pnl": "40.12", "total_pnl": "-52.00", "equity": "-52.00", "lowest_equity": "-60.00",
                "peak_capital_committed": "9052.36", "max_drawdown": "70.00"}
-    src = Sources(None, None, status={"summary": summary, "strategies": {"g": {"book": BOOK}}}, status_mtime_ns=2)
+    src = Sources(None, None, status={"summary": summary, "strategies": {"g": {"book": BOOK}},
+                                      "holdings": {"g": _held().as_dict()}}, status_mtime_ns=2)
     data = views.page_data(src, describe)
     assert data["position"]["source"] == "summary"
     assert all(data["position"][k] == summary[k] for k in views.POSITION_KEYS)
@@ -93,20 +95,17 @@ def test_position_is_the_summarys_when_the_run_ended():
 
 
 def test_position_marked_to_the_last_price_while_a_replay_runs():
-    backup = {"symbol": "TQQQ", "anchor": "49.98", "lots": [LOTS[0]], "gross_pnl": "43.12", "fees": "3.00",
-              "realized_pnl": "40.12"}
-    state = {"strategies": {"__config__": {"strategies": [{"use": "tqqq_grid", "symbol": "TQQQ", "buy_step": "1%",
-                                                             "queue_depth": 3}]},
-                            "tqqq_grid": backup}}
-    orders = [{"order_id": "5", "side": "BUY", "quantity": 82, "filled": 0, "limit_cents": 4899, "order_type": "LMT",
-               "aux_cents": None, "ref": "tqqq_grid:BUY:L2:A49.98", "placed_ns": 1, "status": "submitted"},
-              {"order_id": "6", "side": "SELL", "quantity": 94, "filled": 0, "limit_cents": 5048, "order_type": "LMT",
-               "aux_cents": None, "ref": "tqqq_grid:SELL:L0:P49.98:A49.98:B1", "placed_ns": 1, "status": "submitted"}]
-    # an older status.json (another run's) and a newer backup: the backup and the venue win
+    fresh = {**BOOK, "lots": [LOTS[0]], "open_lots": 1, "shares": 94, "queue": QUEUE[:1]}
+    held = _held(fresh)
+    # the host's own section of the backup: the strategy's records and holdings at the checkpoint
+    state = {"strategies": {"__host__": {"last_event_ns": 1, "holdings": {"tqqq_grid": held.as_dict()},
+                                         "records": {"tqqq_grid": {"book": fresh, "reconstruct": ["found x"]}}},
+                            "tqqq_grid": {"a strategy's backup": "never read by the page"}}}
+    # an older status.json (another run's) and a newer backup: the backup wins
     src = Sources(None, None, status={"summary": {"status": "done", "last_price": "1.00"},
-                                      "strategies": {"tqqq_grid": {"book": BOOK, "reconstruct": ["found x"]}}},
+                                      "strategies": {"tqqq_grid": {"book": BOOK, "reconstruct": ["old"]}}},
                   status_mtime_ns=1, state=state, state_mtime_ns=2, fills=_fills(), fills_source="venue.sqlite",
-                  venue_orders=orders, samples_last=(1_704_207_000_000_000_000, 4900))
+                  samples_last=(1_704_207_000_000_000_000, 4900))
     data = views.page_data(src, describe)
     assert data["from_backup"] and data["status"] == "running"
     src.run_alive = False  # the pid in .lock is gone: the run was killed before it wrote status.json
@@ -114,18 +113,29 @@ def test_position_marked_to_the_last_price_while_a_replay_runs():
     src.run_alive = None
     s = data["strategies"][0]
     assert s["source"] == "bot_state.json" and s["book"]["lots"] == [LOTS[0]] and s["book"]["shares"] == 94
-    assert s["book"]["queue"] == [{"order_id": "5", "level": 2, "quantity": 82, "price": "48.99", "filled": 0}]
+    assert s["book"]["queue"] == QUEUE[:1]
     assert s["reconstruct"] == ["found x"] and s["ladder"]["rows"][0]["lots"][0]["purchase"] == "49.98"
     pos = data["position"]
+    # from the executions (the tags name each SELL's purchase price), not from any book
     assert pos["source"] == "computed" and pos["last_price"] == "49.00" and pos["open_position"] == 94
     assert D(pos["open_cost"]) == 94 * D("49.98") and D(pos["market_value"]) == 94 * D("49.00")
     assert D(pos["unrealized_pnl"]) == 94 * (D("49.00") - D("49.98"))
+    assert D(pos["realized_pnl"]) == 88 * (D("49.97") - D("49.48")) and D(pos["fees"]) == 3
     assert D(pos["total_pnl"]) == D("40.12") + D(pos["unrealized_pnl"])
     cash = -94 * D("49.98") - 88 * D("49.48") + 88 * D("49.97") - 3
     assert D(pos["equity"]) == cash + 94 * D("49.00")
     assert [r["level"] for r in data["fills"]["recent"]] == [1, 1, 0]  # newest first, levels from the tags
     assert data["fills"]["count"] == 3 and data["fills"]["last_n"] == 3
     assert data["chart"]["t"] == [f["time_ns"] // 1_000_000 for f in _fills()] + [1_704_207_000_000]
+
+
+def test_a_backup_without_the_hosts_section_shows_what_status_json_said():
+    """A state folder from before the host kept its own section: the page reads no strategy's backup."""
+    state = {"strategies": {"tqqq_grid": {"symbol": "TQQQ", "anchor": "1.00", "lots": []}}}
+    src = Sources(None, None, status={"strategies": {"tqqq_grid": {"book": BOOK}}}, status_mtime_ns=1,
+                  state=state, state_mtime_ns=2, fills=_fills(), fills_source="venue.sqlite")
+    s = views.page_data(src, describe)["strategies"][0]
+    assert s["source"] == "status.json" and s["book"] == BOOK and s["ladder"] is None
 
 
 def test_warnings_and_alert():
@@ -173,6 +183,11 @@ def test_a_finished_run_reads_as_status_json_says(finished):
     s = data["strategies"][0]
     assert s["book"]["lots"] == book["lots"] and s["book"]["queue"] == book["queue"]
     assert s["book"]["grid"]["levels"] == 88 and s["ladder"]["buy_step"] == "0.01"
+    held = Holdings.from_dict(status["holdings"]["tqqq_grid"])
+    assert s["ladder"]["levels"] == len(held.levels) == 88
+    shown = [lot for row in s["ladder"]["rows"] for lot in row["lots"]]
+    assert shown and all(lot in [{"quantity": b["quantity"], "purchase": b["purchase"], "sell_price": b["sell_price"]}
+                                 for b in book["lots"]] for lot in shown)
     assert all(data["position"][k] == status["summary"][k] for k in views.POSITION_KEYS)
     assert data["fills"]["count"] == status["summary"]["fills"] == len((out / "fills.csv").read_text().splitlines()) - 1
     # the same fills from fills.csv alone (no state folder): levels and prices as written there

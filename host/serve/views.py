@@ -1,21 +1,20 @@
 """The page's data, from what the bot's files said (:class:`~.sources.Sources`). Pure: no I/O.
 
-Where each thing comes from:
+The host knows no strategy's vocabulary; where each thing comes from:
 
-* the book (open lots with purchase and target, working orders, anchor, realized P&L, fees) and
-  the last reconstruct's findings: ``status.json``, the strategies' own records, exactly what
-  ``bothost status`` shows. While a replay runs it writes ``status.json`` only at its end, but
-  ``bot_state.json`` (the strategies' backup) and the venue at every checkpoint: when the backup
-  is the newer file, the lots, anchor and P&L come from it and the working orders from the
-  simulated venue's open orders.
-* the position marked to the last price (unrealized P&L, equity): ``status.json``'s summary once
-  a run has ended; meanwhile computed the same way from the lots and the newest price the run
-  saved (``price_samples.npz``).
-* the trigger ladder: the grid's chain from the anchor, ``T(k) = round2(T(k-1) x (1 - buy_step))``,
-  with ``buy_step`` and the number of levels from the book (``grid``), or from the config the
-  run recorded in ``bot_state.json``.
+* each strategy's records (what it published with ``ctx.record``, shown as published, the way
+  ``bothost status`` shows them) and what it holds (``hookspecs.ReportsHoldings``: lots, working
+  orders, its price levels): ``status.json``. While a replay runs it writes ``status.json`` only
+  at its end, but ``bot_state.json`` at every checkpoint: when that is the newer file, both come
+  from the host's own section of it (``__host__``), never from a strategy's backup.
+* the position and P&L: ``status.json``'s summary once a run has ended; meanwhile computed the
+  way the summary is, from the executions and ``describe_order_ref`` (a SELL's tag names its
+  lot's purchase price), marked to the newest price the run saved (``price_samples.npz``).
+* the ladder: the strategy's price levels with its lots and working orders at each level; its
+  title (a grid's ``buy_step``) is the strategy's record, passed through.
 * fills: the venue's executions (``venue.sqlite``), a live run's journal (``executions.sqlite``)
-  or ``fills.csv``; the chart: ``price_samples.npz`` with the fills marked.
+  or ``fills.csv``, levels through ``describe_order_ref``; the chart: ``price_samples.npz``
+  with the fills marked.
 
 Money stays text as the bot wrote it (``"8088.60"``): the page shows the same characters as
 ``bothost status``.
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bothost.model import round2
+from bothost.model import Holdings
 from bothost.report import iso_time, money
 
 from .sources import Sources
@@ -63,142 +62,68 @@ def price_text(value: Any) -> str | None:
     return None if d is None else f"{d:.2f}"
 
 
-# ------------------------------------------------------------------ the grid's ladder
-def trigger_chain(anchor: Decimal, buy_step: Decimal, n_levels: int) -> list[Decimal]:
-    """``T(0) = anchor``, ``T(k) = round2(T(k-1) x (1 - buy_step))`` (the grid's own chain)."""
-    out: list[Decimal] = []
-    t, factor = anchor, Decimal(1) - buy_step
-    for k in range(max(0, n_levels)):
-        if k:
-            t = round2(t * factor)
-        out.append(t)
-    return out
-
-
-def grid_params(book: dict, config: dict | None) -> dict | None:
-    """buy_step (a fraction), profit_target, queue_depth and levels: from the book's ``grid``,
-    else from the strategy's section of the config the run recorded."""
-    for source in (book.get("grid"), config):
-        if isinstance(source, dict) and dec(source.get("buy_step")) is not None:
-            levels = source.get("levels")
-            depth = source.get("queue_depth")
-            return {"buy_step": dec(source["buy_step"]), "profit_target": dec(source.get("profit_target")),
-                    "queue_depth": depth if isinstance(depth, int) else None,
-                    "levels": levels if isinstance(levels, int) and levels > 0 else None}
-    return None
-
-
-def ladder(book: dict, params: dict | None, last: Decimal | None, around: int = 6) -> dict | None:
-    """The grid's levels around the last price: each trigger, the lot held there (purchase and
-    target) and the BUY working there. None without an anchor or the grid's buy_step."""
-    anchor = dec(book.get("anchor"))
-    if anchor is None or params is None or not 0 < params["buy_step"] < 1:
+# ------------------------------------------------------------------ the ladder
+def ladder(held: Holdings | None, last: Decimal | None, around: int = 6, step: Any = None) -> dict | None:
+    """The strategy's price levels around the last price: each level's price, the lots held
+    there (purchase and exit price) and the orders working there. None for a strategy that
+    reports no levels. ``step`` is the title's figure, as the strategy published it."""
+    if held is None or not held.levels:
         return None
-    lots = [lot for lot in book.get("lots") or () if isinstance(lot, dict)]
-    queue = [b for b in book.get("queue") or () if isinstance(b, dict)]
-    entry = book.get("entry") if isinstance(book.get("entry"), dict) else None
-    levels = known = params["levels"]
-    if levels is None:  # not said: as deep as anything held or working, and a few beyond
-        seen = [x.get("level") for x in (*lots, *queue) if isinstance(x.get("level"), int)]
-        levels = max(seen, default=0) + (params["queue_depth"] or 0) + around + 1
-    chain = trigger_chain(anchor, params["buy_step"], min(levels, 10_000))
+    chain = sorted(held.levels, key=lambda lv: lv.level)
     if last is None:
-        deepest = book.get("deepest_level")
-        center = deepest + 1 if isinstance(deepest, int) else 0
+        deepest = max((lot.level for lot in held.lots if lot.level is not None), default=None)
+        center = next((i for i, lv in enumerate(chain) if lv.level > deepest), len(chain)) if deepest is not None else 0
     else:
-        center = next((k for k, t in enumerate(chain) if t < last), len(chain))
+        center = next((i for i, lv in enumerate(chain) if lv.price < last), len(chain))
     lo = max(0, center - around)
     hi = min(len(chain), max(center + around, lo + 2 * around))
     lo = max(0, min(lo, hi - 2 * around))
     rows = []
-    for k in range(lo, hi):
+    for lv in chain[lo:hi]:
         rows.append({
-            "level": k,
-            "trigger": f"{chain[k]:.2f}" if k else str(chain[k]),
-            "above_last": last is not None and chain[k] >= last,
-            "lots": [{"quantity": lot.get("quantity"), "purchase": lot.get("purchase"),
-                      "sell_price": lot.get("sell_price")} for lot in lots if lot.get("level") == k],
-            "buys": [{"role": "queue", "order_id": b.get("order_id"), "quantity": b.get("quantity"),
-                      "price": b.get("price"), "filled": b.get("filled", 0)} for b in queue if b.get("level") == k]
-                    + ([{"role": "entry", "order_id": entry.get("order_id"), "quantity": entry.get("quantity"),
-                         "price": entry.get("price"), "filled": entry.get("filled", 0)}] if entry and k == 0 else []),
+            "level": lv.level,
+            "trigger": str(lv.price),
+            "above_last": last is not None and lv.price >= last,
+            "lots": [{"quantity": lot.quantity, "purchase": str(lot.price),
+                      "sell_price": None if lot.exit_price is None else str(lot.exit_price)}
+                     for lot in held.lots if lot.level == lv.level],
+            "buys": [{"role": o.label, "order_id": o.order_id, "quantity": o.quantity, "price": str(o.price),
+                      "filled": o.filled} for o in held.orders if o.level == lv.level],
         })
-    return {"buy_step": str(params["buy_step"]), "levels": known, "last": None if last is None else f"{last:.2f}",
-            "next_level": center if last is not None and center < len(chain) else None, "rows": rows}
+    return {"buy_step": None if step is None else str(step), "levels": len(chain),
+            "last": None if last is None else f"{last:.2f}",
+            "next_level": chain[center].level if last is not None and center < len(chain) else None, "rows": rows}
 
 
-# ------------------------------------------------------------------ the book
-def _backup_book(backup: dict) -> dict:
-    """The book as a strategy's backup section (bot_state.json) has it: lots, anchor, P&L."""
-    lots = [lot for lot in backup.get("lots") or () if isinstance(lot, dict)]
-    return {
-        "symbol": backup.get("symbol"),
-        "anchor": backup.get("anchor"),
-        "lots": lots,
-        "open_lots": len(lots),
-        "shares": sum(int(lot.get("quantity") or 0) for lot in lots),
-        "deepest_level": max((lot["level"] for lot in lots if isinstance(lot.get("level"), int)), default=None),
-        "realized_pnl": backup.get("gross_pnl"),
-        "fees": backup.get("fees"),
-        "net_realized_pnl": backup.get("realized_pnl"),
-        "last_event_ns": backup.get("last_event_ns"),
-    }
+# ------------------------------------------------------------------ the strategies
+def _host_section(src: Sources) -> dict:
+    """The host's own section of bot_state.json (its clock, holdings and the strategies' records)."""
+    section = ((src.state or {}).get("strategies") or {}).get("__host__")
+    return section if isinstance(section, dict) else {}
 
 
-def _venue_working(sid: str, orders: list[dict], describe: Describe | None) -> tuple[list[dict], dict | None] | None:
-    """The queue and the entry of strategy ``sid`` from the simulated venue's open orders."""
-    if describe is None:
-        return None
-    queue, entry = [], None
-    for o in orders:
-        info = describe(o.get("ref") or "") or {}
-        if o.get("side") != "BUY" or info.get("strategy", sid) != sid:
-            continue
-        price = f"{Decimal(int(o['limit_cents'])) / 100:.2f}"
-        if info.get("role") == "entry":
-            entry = {"order_id": o["order_id"], "quantity": o["quantity"], "price": price, "filled": o["filled"],
-                     "placed_ns": o.get("placed_ns")}
-        elif info.get("role") == "queue":
-            queue.append({"order_id": o["order_id"], "level": info.get("level"), "quantity": o["quantity"],
-                          "price": price, "filled": o["filled"],
-                          **({"inactive": True} if o.get("status") == "inactive" else {})})
-    queue.sort(key=lambda b: (b["level"] if isinstance(b["level"], int) else -1, b["order_id"]))
-    return queue, entry
+def strategy_views(src: Sources, from_backup: bool, last: Decimal | None) -> list[dict]:
+    host = _host_section(src) if from_backup else {}
+    status = src.status or {}
 
+    def mapping(value: Any) -> dict:
+        return value if isinstance(value, dict) else {}
 
-def _strategy_config(src: Sources, book: dict, index: int) -> dict | None:
-    """This strategy's section of the config the run recorded (bot_state.json ``__config__``)."""
-    recorded = ((src.state or {}).get("strategies") or {}).get("__config__") or {}
-    sections = [s for s in recorded.get("strategies") or () if isinstance(s, dict)]
-    same = [s for s in sections if s.get("symbol") == book.get("symbol")]
-    if len(same) == 1:
-        return same[0]
-    return sections[index] if index < len(sections) else None
-
-
-def strategy_views(src: Sources, from_backup: bool, describe: Describe | None, last: Decimal | None) -> list[dict]:
-    status_records = (src.status or {}).get("strategies") or {}
-    backups = {k: v for k, v in ((src.state or {}).get("strategies") or {}).items()
-               if not k.startswith("__") and isinstance(v, dict)}
+    status_records, host_records = mapping(status.get("strategies")), mapping(host.get("records"))
+    holdings = mapping(host.get("holdings")) if "holdings" in host else mapping(status.get("holdings"))
     out = []
-    for index, sid in enumerate(dict.fromkeys([*status_records, *backups])):
-        records = status_records.get(sid) or {}
-        book = dict(records.get("book") or {}) if isinstance(records.get("book"), dict) else {}
-        source = "status.json"
-        if from_backup and sid in backups:
-            book.update(_backup_book(backups[sid]))
-            source = "bot_state.json"
-            working = _venue_working(sid, src.venue_orders, describe) if src.fills_source == "venue.sqlite" else None
-            if working is not None:
-                book["queue"], book["entry"] = working
-        params = grid_params(book, _strategy_config(src, book, index))
+    for sid in dict.fromkeys([*status_records, *host_records, *holdings]):
+        fresh = isinstance(host_records.get(sid), dict)
+        records = host_records[sid] if fresh else mapping(status_records.get(sid))
+        book = dict(records["book"]) if isinstance(records.get("book"), dict) else {}
+        held = Holdings.from_dict(holdings.get(sid))
         findings = records.get("reconstruct")
         out.append({
             "id": sid,
-            "source": source,
+            "source": "bot_state.json" if fresh else "status.json",
             "book": book,
             "reconstruct": [str(f) for f in findings] if isinstance(findings, list) else [],
-            "ladder": ladder(book, params, last),
+            "ladder": ladder(held, last, step=mapping(book.get("grid")).get("buy_step")),
             "records": {k: v for k, v in records.items() if k not in ("book", "reconstruct")},
         })
     return out
@@ -218,33 +143,43 @@ def last_price(src: Sources) -> Decimal | None:
     return dec(summary.get("last_price"))
 
 
-def position_view(summary: dict, summary_fresh: bool, strategies: list[dict], fills: list[dict],
+def fills_position(fills: list[dict], describe: Describe | None) -> dict[str, Any]:
+    """Shares, their cost, realized P&L (per lot: a SELL's tag names its purchase price through
+    ``describe_order_ref``, else the average cost), fees and cash, from the executions: the
+    summary's own definitions (``report.collect_fills``), for a run that has not written one."""
+    shares, cost, cash, realized, fees = 0, Decimal(0), Decimal(0), Decimal(0), Decimal(0)
+    cache: dict[str, Decimal | None] = {}
+    for f in fills:
+        q, price, commission = f["quantity"], Decimal(f["price"]), Decimal(f["commission"])
+        fees += commission
+        cash -= commission
+        if f["side"] == "BUY":
+            shares, cost, cash = shares + q, cost + q * price, cash - q * price
+            continue
+        ref = f.get("ref") or ""
+        if ref not in cache:
+            info = (describe(ref) if describe is not None and ref else None) or {}
+            cache[ref] = None if info.get("purchase") is None else Decimal(info["purchase"])
+        purchase = cache[ref]
+        if purchase is None:
+            purchase = cost / shares if shares else price
+        realized += q * (price - purchase)
+        if shares:
+            cost -= q * purchase
+        shares, cash = shares - q, cash + q * price
+    return {"shares": shares, "cost": cost, "cash": cash, "realized": realized, "fees": fees}
+
+
+def position_view(summary: dict, summary_fresh: bool, fills: list[dict], describe: Describe | None,
                   last: Decimal | None) -> dict:
     """The summary's figures when a finished run wrote them; else marked to ``last`` here."""
     if summary_fresh and "last_price" in summary:
         return {"source": "summary", **{k: summary.get(k) for k in POSITION_KEYS}}
-    shares, cost = 0, Decimal(0)
-    realized = fees = net = Decimal(0)
-    for s in strategies:
-        book = s["book"]
-        for lot in book.get("lots") or ():
-            q, p = lot.get("quantity"), dec(lot.get("purchase"))
-            if isinstance(q, int) and p is not None:
-                shares, cost = shares + q, cost + q * p
-        realized += dec(book.get("realized_pnl")) or 0
-        fees += dec(book.get("fees")) or 0
-        net += dec(book.get("net_realized_pnl")) or 0
-    cash, held = Decimal(0), 0
-    for f in fills:
-        value = f["quantity"] * Decimal(f["price"])
-        if f["side"] == "BUY":
-            cash, held = cash - value, held + f["quantity"]
-        else:
-            cash, held = cash + value, held - f["quantity"]
-        cash -= Decimal(f["commission"])
+    pos = fills_position(fills, describe)
+    shares, cost, net = pos["shares"], pos["cost"], pos["realized"] - pos["fees"]
     market = None if last is None else shares * last
     unrealized = None if market is None else market - cost
-    equity = None if last is None and held else cash + held * (last or 0)
+    equity = None if last is None and shares else pos["cash"] + shares * (last or 0)
     return {
         "source": "computed",
         "open_position": shares,
@@ -252,8 +187,8 @@ def position_view(summary: dict, summary_fresh: bool, strategies: list[dict], fi
         "open_cost": _money(cost),
         "market_value": _money(market),
         "unrealized_pnl": _money(unrealized),
-        "realized_pnl": _money(realized),
-        "fees": _money(fees),
+        "realized_pnl": _money(pos["realized"]),
+        "fees": _money(pos["fees"]),
         "net_realized_pnl": _money(net),
         "total_pnl": _money(None if unrealized is None else net + unrealized),
         "equity": _money(equity) if fills else None,
@@ -328,7 +263,7 @@ def page_data(src: Sources, describe: Describe | None = None, recent: int = 50, 
     from_backup = src.state is not None and src.state_mtime_ns > src.status_mtime_ns
     summary = status.get("summary") if isinstance(status.get("summary"), dict) else (src.summary_file or {})
     last = last_price(src)
-    strategies = strategy_views(src, from_backup, describe, last)
+    strategies = strategy_views(src, from_backup, last)
     fills = src.fills
     buys = [[f["time_ns"] // 1_000_000, float(f["price"])] for f in fills if f["side"] == "BUY"]
     sells = [[f["time_ns"] // 1_000_000, float(f["price"])] for f in fills if f["side"] != "BUY"]
@@ -348,7 +283,7 @@ def page_data(src: Sources, describe: Describe | None = None, recent: int = 50, 
         "has_data": bool(status or src.state or fills or summary),
         "summary": {k: v for k, v in summary.items() if not isinstance(v, (dict, list)) and k != "alert"},
         "summary_fresh": not from_backup,
-        "position": position_view(summary, not from_backup, strategies, src.fills, last),
+        "position": position_view(summary, not from_backup, src.fills, describe, last),
         "strategies": strategies,
         "warnings": _warnings(summary, src),
         "alert": alert,

@@ -11,7 +11,7 @@ from typing import Any
 
 from bothost.hookspecs import BuildEnv, StrategyContext, hookimpl
 from bothost.model import (BrokerSnapshot, CommissionReport, ConnectionEvent, Fill, HeldLot, Holdings, OrderUpdate,
-                           Tick)
+                           PriceLevel, Side, Tick, WorkingOrder)
 
 from .book import Book
 from .lots import LotMap, load_lot_map
@@ -64,14 +64,19 @@ class TqqqGrid:
         self.book: Book | None = None
 
     def holdings(self) -> Holdings:
-        """The open lots in the host's words (hookspecs.ReportsHoldings): quantity, purchase
-        price and level of each, in level order (as ``bothost status`` lists them)."""
+        """The book in the host's words (hookspecs.ReportsHoldings): each open lot (quantity,
+        purchase, level, its SELL's price), the working BUYs (the Level-0 "entry" and the
+        "queue"), and the trigger ladder T(0..n) from the anchor."""
         book = self.book
         if book is None:
             return Holdings(self.symbol, 0)
-        lots = sorted(book.lots.values(), key=lambda lot: (lot.level, lot.sell_order_id or ""))
-        return Holdings.of_lots(self.symbol, [HeldLot(lot.quantity, lot.purchase, lot.level, f"L{lot.level}")
-                                              for lot in lots])
+        lots = [HeldLot(lot.quantity, lot.purchase, lot.level, f"L{lot.level}", lot.sell_price)
+                for lot in sorted(book.lots.values(), key=lambda lot: (lot.level, lot.sell_order_id or ""))]
+        orders = [WorkingOrder(b.order_id, Side.BUY, b.quantity, b.price, b.filled, 0 if b.is_entry else b.level,
+                               "entry" if b.is_entry else "queue")
+                  for b in sorted(book.buys.values(), key=lambda x: (x.level if x.level is not None else -1, x.order_id))]
+        levels = [PriceLevel(k, t) for k, t in enumerate(book.triggers)]
+        return Holdings.of_lots(self.symbol, lots, orders, levels)
 
     def _book(self, ctx: StrategyContext) -> Book:
         book = self.book
