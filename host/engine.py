@@ -44,6 +44,7 @@ HOOKS = ("reconstruct", "on_start", "on_tick", "on_fill", "on_commission", "on_o
          "on_connection", "on_stop")
 #: How many ended orders (and executions awaiting a commission) the engine remembers.
 REMEMBER = 8192
+_FINAL = frozenset(s for s in OrderStatus if s.is_final)
 #: After a reconnect, executions are asked for from this long before the connection was lost.
 RECONNECT_MARGIN_NS = 10 * 60 * 1_000_000_000
 
@@ -334,13 +335,14 @@ class Engine:
             # first; the second must not reach the strategy, nor re-adopt the order by its tag.
             log.info("order %s already ended (%s): later status %s ignored", oid, ended[1].value, update.status.value)
             return
-        ctx = self.owner_of(oid, update.ref, update.symbol)
-        if update.status.is_final:
+        status = update.status
+        ctx = self.owner.get(oid) or self.owner_of(oid, update.ref, update.symbol)
+        if status in _FINAL:
             self.owner.pop(oid, None)
-            self.finished.remember(oid, (ctx, update.status))
-        if update.status is OrderStatus.REJECTED:
+            self.finished.remember(oid, (ctx, status))
+        if status is OrderStatus.REJECTED:
             log.warning("order %s rejected: %s", oid, update.message)
-        elif update.status is OrderStatus.INACTIVE:
+        elif status is OrderStatus.INACTIVE:
             log.warning("order %s (%s) is inactive at the broker: %s", oid, update.ref, update.message or "no reason given")
         if ctx is not None:
             self._busy += 1  # self.call(ctx, "on_order_update", update=update), inlined

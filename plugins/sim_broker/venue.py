@@ -412,11 +412,11 @@ class Venue:
         self.fees += commission
         exec_id = f"E{self.next_exec_id}"
         self.next_exec_id += 1
-        fill = Fill(
-            exec_id=exec_id, order_id=str(order.id), time_ns=time_ns, symbol=sym, side=order.side,
-            quantity=qty, price=_dollars(price), commission=commission, ref=order.ref,
-            order_quantity=order.quantity, order_filled=order.filled, order_avg_price=order.avg_price(),
-        )
+        order_id = str(order.id)
+        # exec_id, order_id, time_ns, symbol, side, quantity, price, commission, ref,
+        # order_quantity, order_filled, order_avg_price (positional: once per fill)
+        fill = Fill(exec_id, order_id, time_ns, sym, order.side, qty, _dollars(price), commission, order.ref,
+                    order.quantity, order.filled, order.avg_price())
         self.unsaved.append(fill)
         if self.like.commission_later:
             # The venue keeps the whole execution; the strategy hears of its commission after it.
@@ -431,7 +431,7 @@ class Venue:
             order.status = OrderStatus.FILLED
             self._remove(order)
             # Queued now, handled by the engine after this fill (as IB sends execDetails, then status).
-            self.emit(OrderUpdate(str(order.id), time_ns, OrderStatus.FILLED, sym, order.side,
+            self.emit(OrderUpdate(order_id, time_ns, OrderStatus.FILLED, sym, order.side,
                                   order.quantity, order.filled, order.ref, fill.order_avg_price))
         return fill
 

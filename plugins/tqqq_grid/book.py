@@ -73,6 +73,7 @@ class Book:
         self.triggers: tuple[Decimal, ...] = ()
         self._queue_refs: dict[int, str] = {}
         self._desired: dict[int, tuple[QueueSlot, ...]] = {}  # desired() by deepest level, for these triggers
+        self._queue_requests: dict[QueueSlot, Any] = {}  # R3's OrderRequest per slot, for this anchor
         self.lots: dict[str, Lot] = {}
         self.buys: dict[str, LiveBuy] = {}
         self.entry_id: str | None = None
@@ -142,6 +143,7 @@ class Book:
         self.triggers = trigger_chain(anchor, self.params.buy_step, len(self.lot_map)) if anchor is not None else ()
         self._queue_refs = {}
         self._desired = {}
+        self._queue_requests = {}
 
     def _queue_ref(self, level: int) -> str:
         ref = self._queue_refs.get(level)
@@ -453,7 +455,10 @@ class Book:
                 if ref in worn:
                     self._deferred = True
                     continue
-                oid = ctx.place(queue_request(self.params, self.strategy_id, slot, self.anchor, ref))  # type: ignore[arg-type]
+                req = self._queue_requests.get(slot)
+                if req is None:  # the same few requests over and over while the anchor stays (frozen: shareable)
+                    req = self._queue_requests[slot] = queue_request(self.params, self.strategy_id, slot, self.anchor, ref)  # type: ignore[arg-type]
+                oid = ctx.place(req)
                 self.buys[oid] = LiveBuy(oid, slot.level, slot.quantity, slot.price, ref=ref, placed_ns=now)
 
     # ------------------------------------------------------------------ order updates

@@ -37,8 +37,6 @@ def sell_request(
     purchase: Decimal, anchor: Decimal | None, buy_order_id: str | None,
 ) -> OrderRequest:
     """R2: GTC LMT SELL of exactly the lot's quantity at round2(purchase x (1 + profit_target))."""
-    return OrderRequest(
-        symbol=params.symbol, side=Side.SELL, quantity=quantity, limit=limit, order_type=OrderType.LIMIT,
-        tif="GTC", outside_rth=params.outside_rth,
-        ref=sell_tag(strategy_id, level, purchase, anchor, buy_order_id),
-    )
+    # symbol, side, quantity, limit, order_type, aux, tif, outside_rth, ref (positional: once per lot)
+    return OrderRequest(params.symbol, Side.SELL, quantity, limit, OrderType.LIMIT, None, "GTC", params.outside_rth,
+                        sell_tag(strategy_id, level, purchase, anchor, buy_order_id))
