@@ -1,0 +1,100 @@
+"""The ``ma_cross`` strategy: long one lot while a fast moving average is above a slow one.
+
+On a cross up (and flat) it places a BUY, on a cross down (and holding) a SELL of what it holds,
+both limits ``slippage`` through the last price so that they fill on the next ticks. Orders are
+tagged ``<strategy id>:buy`` / ``<strategy id>:sell``: after a restart the host routes the
+broker's orders back to the strategy by that prefix, and :meth:`MaCross.reconstruct` takes the
+position and the working orders from the broker. The averages are not the broker's to know:
+after a restart they warm up again before the next signal.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bothost.config import NonNegativePercent
+from bothost.hookspecs import BuildEnv, StrategyContext, hookimpl
+from bothost.model import BrokerSnapshot, Fill, OrderRequest, OrderUpdate, Side, Tick, cents_to_decimal, round2
+
+from .signals import Cross, Crossover
+
+#: The bothost plugin API this module was written for.
+BOTHOST_API = 1
+
+
+class MaCrossConfig(BaseModel):
+    """``strategies: - use: ma_cross`` in a config."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    symbol: str = Field("SPY", min_length=1)
+    fast: int = Field(20, gt=0, le=100_000, description="ticks in the fast average")
+    slow: int = Field(80, gt=1, le=100_000, description="ticks in the slow average")
+    quantity: int = Field(10, gt=0, description="shares bought on a cross up")
+    slippage: NonNegativePercent = Field("0.1%", description="how far through the last price the limits go")  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> MaCrossConfig:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be fewer ticks than slow ({self.slow})")
+        return self
+
+
+def make_strategy(config: MaCrossConfig, env: BuildEnv) -> MaCross:
+    return MaCross(config)
+
+
+class MaCross:
+    wants_every_tick = True  # every price moves the averages
+
+    def __init__(self, config: MaCrossConfig):
+        self.config = config
+        self.symbol = config.symbol
+        self.signals = Crossover(config.fast, config.slow)
+        self.held = 0  # shares held (the broker's position, then our fills)
+        self.working: str | None = None  # the order in flight, one at a time
+
+    @hookimpl
+    def reconstruct(self, ctx: StrategyContext, snapshot: BrokerSnapshot) -> None:
+        self.held = snapshot.position(self.symbol)
+        prefix = f"{ctx.strategy_id}:"
+        mine = [o for o in snapshot.open_orders if o.symbol == self.symbol and o.live and o.ref.startswith(prefix)]
+        self.working = mine[0].order_id if mine else None
+        for extra in mine[1:]:
+            ctx.cancel(extra.order_id)  # one order at a time; cancelled ones come back as updates
+        ctx.record("ma_cross", lambda: {"held": self.held, "working": self.working or "-",
+                                        "averages": self.signals.averages()})
+
+    @hookimpl
+    def on_tick(self, ctx: StrategyContext, tick: Tick) -> None:
+        cross = self.signals.add(tick.price)
+        if cross is None or self.working is not None:
+            return
+        price = cents_to_decimal(tick.price)
+        if cross is Cross.UP and self.held == 0:
+            limit = round2(price * (1 + self.config.slippage))
+            self.working = ctx.place(OrderRequest(self.symbol, Side.BUY, self.config.quantity, limit,
+                                                  ref=f"{ctx.strategy_id}:buy"))
+        elif cross is Cross.DOWN and self.held > 0:
+            limit = round2(price * (1 - self.config.slippage))
+            self.working = ctx.place(OrderRequest(self.symbol, Side.SELL, self.held, max(limit, Decimal("0.01")),
+                                                  ref=f"{ctx.strategy_id}:sell"))
+
+    @hookimpl
+    def on_fill(self, ctx: StrategyContext, fill: Fill) -> None:
+        self.held += fill.quantity if fill.side is Side.BUY else -fill.quantity
+        if fill.order_complete and fill.order_id == self.working:
+            self.working = None
+
+    @hookimpl
+    def on_order_update(self, ctx: StrategyContext, update: OrderUpdate) -> None:
+        if update.status.is_final and update.order_id == self.working:
+            self.working = None  # cancelled or rejected: the next cross tries again
+
+
+@hookimpl
+def bothost_register(registry) -> None:
+    registry.add_strategy("ma_cross", MaCrossConfig, make_strategy,
+                          summary="long while a fast moving average is above a slow one")
