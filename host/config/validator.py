@@ -273,11 +273,12 @@ def _check_live(mode: str, broker: Section, raw: RawConfig) -> None:
     if mode == "live":
         return
     pos = raw.where(broker.path)
-    is_live = getattr(broker.settings, "is_live", None)
-    if not callable(is_live):
+    from ..hookspecs import LiveAwareSettings
+
+    if not isinstance(broker.settings, LiveAwareSettings):
         return  # a plugin that cannot say: the run refuses it (run.live_guard), before connecting
     try:
-        live = is_live()
+        live = broker.settings.is_live()
     except Exception as exc:
         raise ConfigError.at(
             pos, f"broker plugin '{broker.use}' (package {broker.plugin.package!r}) failed while saying whether "

@@ -156,11 +156,12 @@ def made_with(run) -> dict:
 def _load_feed(config: Path, overrides, d: DataFile, build, BuildEnv) -> None:
     """Open the data file as a backtest would (the feed's own checks: format, header, rows)."""
     from ..cli import _data_patch, _load
+    from ..hookspecs import ChecksBeforeConnect
 
     _, _, run = _load(config, overrides, _data_patch(d.path, backtest=True))
     with tempfile.TemporaryDirectory(prefix="bothost-sweep-check-") as tmp:
         env = BuildEnv(config_path=Path(run.path), state_dir=Path(tmp), mode=run.mode,
                        log=logging.getLogger("bothost.sweep"))
         feed = build(run.feed, env)
-        if hasattr(feed, "open"):
+        if isinstance(feed, ChecksBeforeConnect):
             feed.open()
