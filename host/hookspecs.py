@@ -525,6 +525,7 @@ class ReplayFeed(Protocol):
     data's time as the host clock, as fast as the machine allows. It needs a broker that is a
     :class:`MatchingVenue`."""
 
+    #: The symbol the data is of: every tick of the replay is a tick of this symbol.
     symbol: str
 
     def chunks(self, after_ns: int | None = None) -> Iterator[TickChunk]:
