@@ -75,6 +75,9 @@ def test_each_example_is_a_package_of_its_own():
         for part in ("pyproject.toml", "README.md", "config.yaml", f"{name}/plugin.py", f"tests/test_{name}.py"):
             assert (folder / part).is_file(), f"examples/{name}/{part}"
         assert f'[project.entry-points.bothost]\n{name} = "{name}.plugin"' in (folder / "pyproject.toml").read_text()
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
+                           str(EXAMPLES.parent / "pyproject.toml"), str(EXAMPLES)], capture_output=True, text=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_bothost_plugins_lists_them_beside_the_built_ins(examples):

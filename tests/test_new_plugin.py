@@ -13,12 +13,14 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bothost.cli import cli
 
+REPO = Path(__file__).resolve().parents[1]
 KINDS = ("strategy", "broker", "feed", "notifier")
 #: Names no one has installed: a generated package is importable under its name.
 NAMES = {kind: f"np_test_{kind}" for kind in KINDS}
@@ -81,6 +83,10 @@ class TestGeneratedPackages:
 
             assert f"BOTHOST_API = {API_VERSION}\n" in plugin
             assert "{{" not in plugin and "{{" not in (packages / name / "README.md").read_text()
+        # What an author starts from is clean by the project's own lint rules.
+        lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
+                               str(REPO / "pyproject.toml"), str(packages)], capture_output=True, text=True, timeout=60)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
 
     def test_each_kind_installs_and_passes_its_own_tests(self, packages, tmp_path):
         report = tmp_path / "report.xml"

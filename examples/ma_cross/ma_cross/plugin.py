@@ -16,7 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bothost.config import NonNegativePercent
 from bothost.hookspecs import BuildEnv, StrategyContext, hookimpl
-from bothost.model import BrokerSnapshot, Fill, OrderRequest, OrderUpdate, Side, Tick, cents_to_decimal, round2
+from bothost.model import (
+    BrokerSnapshot,
+    Fill,
+    Holdings,
+    OrderRequest,
+    OrderUpdate,
+    Side,
+    Tick,
+    cents_to_decimal,
+    round2,
+)
 
 from .signals import Cross, Crossover
 
@@ -54,11 +64,14 @@ class MaCross:
         self.symbol = config.symbol
         self.signals = Crossover(config.fast, config.slow)
         self.held = 0  # shares held (the broker's position, then our fills)
+        self.cost = Decimal(0)  # what they cost
         self.working: str | None = None  # the order in flight, one at a time
 
     @hookimpl
     def reconstruct(self, ctx: StrategyContext, snapshot: BrokerSnapshot) -> None:
         self.held = snapshot.position(self.symbol)
+        self.cost = sum((p.quantity * p.avg_cost for p in snapshot.positions
+                         if p.symbol == self.symbol and p.sec_type == "STK"), Decimal(0))
         prefix = f"{ctx.strategy_id}:"
         mine = [o for o in snapshot.open_orders if o.symbol == self.symbol and o.live and o.ref.startswith(prefix)]
         self.working = mine[0].order_id if mine else None
@@ -84,7 +97,12 @@ class MaCross:
 
     @hookimpl
     def on_fill(self, ctx: StrategyContext, fill: Fill) -> None:
-        self.held += fill.quantity if fill.side is Side.BUY else -fill.quantity
+        if fill.side is Side.BUY:
+            self.cost += fill.quantity * fill.price
+            self.held += fill.quantity
+        else:
+            self.cost -= self.cost * min(fill.quantity, self.held) / self.held if self.held else 0
+            self.held -= fill.quantity
         if fill.order_complete and fill.order_id == self.working:
             self.working = None
 
@@ -92,6 +110,11 @@ class MaCross:
     def on_order_update(self, ctx: StrategyContext, update: OrderUpdate) -> None:
         if update.status.is_final and update.order_id == self.working:
             self.working = None  # cancelled or rejected: the next cross tries again
+
+
+    def holdings(self) -> Holdings:
+        """What it holds, for the summary and bothost status (optional: hookspecs.ReportsHoldings)."""
+        return Holdings(self.symbol, self.held, open_cost=round2(self.cost))
 
 
 @hookimpl

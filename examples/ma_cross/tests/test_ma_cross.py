@@ -35,6 +35,8 @@ def test_buys_on_the_cross_up_and_sells_on_the_cross_down(tmp_path):
     assert (buy.side, buy.quantity, buy.ref) == (Side.BUY, 10, "ma_cross:buy")
     assert buy.limit == Decimal("97.10")  # 0.1% through the price it crossed at
     assert h.position == 10  # filled by the next tick
+    held = h.strategy.holdings()  # what the summary and bothost status show
+    assert (held.shares, held.open_cost) == (10, 10 * h.fills[0].price)
     h.ticks(["97.00", "96.00", "95.95"])  # crosses down at 96.00: a SELL at 95.90, filled at 95.95
     sell = h.placed[-1]
     assert (sell.side, sell.quantity, sell.ref) == (Side.SELL, 10, "ma_cross:sell")
