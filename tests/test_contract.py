@@ -174,3 +174,56 @@ def test_the_grid_reports_its_book_in_the_hosts_words(tmp_path):
     assert queue == [(b["order_id"], b["level"], b["quantity"], D(b["price"])) for b in book["queue"]]
     assert [lv.price for lv in held.levels] == list(trigger_chain(D(book["anchor"]), D(book["grid"]["buy_step"]),
                                                                   book["grid"]["levels"]))
+
+
+def test_a_hook_that_raises_stops_the_run_as_hookspecs_says(tmp_path):
+    """Any exception but CriticalStop and BrokerDown: no further event, on_stop still called,
+    state flushed, outputs and status.json written as 'failed', the exception passed on (exit 1)."""
+    from bothost.hookspecs import hookimpl
+
+    class Buggy:
+        def __init__(self) -> None:
+            self.ticks, self.stopped = 0, 0
+
+        @hookimpl
+        def on_tick(self, ctx, tick) -> None:
+            self.ticks += 1
+            if self.ticks == 50:
+                raise RuntimeError("a bug in a plugin")
+
+        @hookimpl
+        def on_stop(self, ctx) -> None:
+            self.stopped += 1
+
+    buggy = Buggy()
+    first, _ = _days(tmp_path)
+    with pytest.raises(RuntimeError, match="a bug in a plugin"):
+        run_in_process(tmp_path, data=first, observers=[buggy], state=tmp_path / "S", out=tmp_path / "S" / "out",
+                       overrides=["engine.skip_quiet_ticks=false"])
+    assert buggy.ticks == 50 and buggy.stopped == 1
+    status = json.loads((tmp_path / "S" / "status.json").read_text())
+    assert status["summary"]["status"] == "failed" and "a bug in a plugin" in status["summary"]["error"]
+    assert (tmp_path / "S" / "out" / "fills.csv").exists()
+    assert json.loads((tmp_path / "S" / "bot_state.json").read_text())["strategies"][HOST_SECTION]["last_event_ns"] > 0
+
+
+def test_a_notifier_failing_on_the_critical_alert_does_not_change_how_the_run_ends(tmp_path):
+    from bothost.hookspecs import hookimpl
+
+    class AlertsAndFails:
+        told = 0
+
+        @hookimpl
+        def on_tick(self, ctx, tick) -> None:
+            ctx.alert("something is wrong", "found by a test")
+
+        @hookimpl
+        def on_alert(self, ctx, alert) -> None:
+            self.told += 1
+            raise ConnectionError("the phone is off")
+
+    observer = AlertsAndFails()
+    first, _ = _days(tmp_path)
+    result = run_in_process(tmp_path, data=first, observers=[observer], state=tmp_path / "S", out=tmp_path / "S" / "out")
+    assert result.status == "critical" and observer.told == 1  # exit 3, not an internal error
+    assert "something is wrong" in json.loads((tmp_path / "S" / "status.json").read_text())["alert"]
