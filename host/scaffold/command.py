@@ -34,7 +34,7 @@ def _already_registered(kind: str, name: str) -> str | None:
               help="the package's folder (default ./NAME); it must not exist yet or be empty")
 @guarded
 def new_plugin_command(kind: str, name: str, folder: Path | None) -> None:
-    """Write a plugin package of KIND named NAME, ready for `pip install -e`.
+    """Write a plugin package named NAME, of a kind: strategy, broker, feed or notifier.
 
     NAME (lowercase letters, digits, underscores) is the package's pip name, its import name and
     the `use:` name in a config. The package holds a small working plugin, its config model and
