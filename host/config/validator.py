@@ -6,6 +6,7 @@ named before its bases, then by line), so fixing errors top to bottom works as e
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class RunConfig:
     engine: EngineSettings
     data: dict[str, Any] = field(repr=False)
     sources: Any = field(default=None, repr=False, compare=False)
+    #: ``instruments:`` by symbol (model.Instrument); a symbol not in it is priced in cents
+    instruments: dict[str, Any] = field(default_factory=dict)
 
     def where(self, keypath: tuple) -> Any:
         """Where a key was written (a ``Pos``), for errors found after validation."""
@@ -85,6 +88,9 @@ def validate(raw: RawConfig, registry: Registry) -> RunConfig:
 
     strategies = [s for p, s in sections.items() if p[0] == "strategies"]
     _check_unique_ids(strategies, raw, problems)
+    _check_one_strategy_per_symbol(strategies, raw, problems)
+    if ("feed",) in sections:
+        sections[("feed",)] = _feed_streams_the_strategies(sections[("feed",)], strategies, raw, problems)
     if host is not None:
         _check_state_dir(host.state_dir, raw, problems)
 
@@ -114,6 +120,7 @@ def validate(raw: RawConfig, registry: Registry) -> RunConfig:
         engine=host.engine,
         data=data,
         sources=raw.sources,
+        instruments=host.instrument_map(),
     )
 
 
@@ -344,3 +351,68 @@ def _check_unique_ids(strategies: list[Section], raw: RawConfig, problems: list[
             ))
         else:
             first[section.id] = section
+
+
+def strategy_symbol(section: Section) -> str | None:
+    """The symbol a strategy section trades: its settings' ``symbol`` (hookspecs.TradesSymbol
+    reads the same from the built strategy), or None for one that names no single symbol."""
+    symbol = getattr(section.settings, "symbol", None)
+    return symbol.upper() if isinstance(symbol, str) and symbol else None
+
+
+def _symbol_pos(section: Section, raw: RawConfig):
+    keypath = section.path + ("symbol",)
+    return raw.where_value(keypath) if keypath in raw.sources else raw.where(section.path)
+
+
+def _check_one_strategy_per_symbol(strategies: list[Section], raw: RawConfig, problems: list[Problem]) -> None:
+    """Two strategies on one symbol would share the broker's position of it, which is the
+    account's: neither could tell its shares from the other's (the position check, orphan
+    shares), so the second is refused at its own line."""
+    first: dict[str, Section] = {}
+    for section in strategies:
+        symbol = strategy_symbol(section)
+        if symbol is None:
+            continue
+        if symbol not in first:
+            first[symbol] = section
+            continue
+        other = first[symbol]
+        where = raw.where(other.path)
+        problems.append(Problem(
+            _symbol_pos(section, raw),
+            f"strategies '{other.id}' and '{section.id}' both trade {symbol} (the first at {where.file}:"
+            f"{where.line}): the broker's position in {symbol} is the whole account's, so neither could tell "
+            "its shares from the other's",
+            f"give each strategy its own symbol, or run the second {symbol} strategy in another account "
+            "(its own config and broker connection)",
+        ))
+
+
+def _feed_streams_the_strategies(feed: Section, strategies: list[Section], raw: RawConfig,
+                                 problems: list[Problem]) -> Section:
+    """A feed whose settings have ``symbols`` (a list) streams every strategy's symbol by default:
+    written neither ``symbols:`` nor ``symbol:``, it gets the strategies' symbols, in their order.
+    Written, each strategy's symbol must be among them (else that strategy would never get a tick)."""
+    fields = type(feed.settings).model_fields
+    if "symbols" not in fields:
+        return feed
+    wanted = list(dict.fromkeys(s for s in map(strategy_symbol, strategies) if s is not None))
+    written = [k for k in ("symbols", "symbol") if feed.path + (k,) in raw.sources]
+    if not written:
+        if not wanted:
+            return feed
+        return dataclasses.replace(feed, settings=feed.settings.model_copy(update={"symbols": wanted}))
+    given = getattr(feed.settings, "symbols", None) or []
+    if not given and isinstance(getattr(feed.settings, "symbol", None), str):
+        given = [feed.settings.symbol]
+    streamed = {str(s).upper() for s in given}
+    for section in strategies:
+        symbol = strategy_symbol(section)
+        if symbol is not None and symbol not in streamed:
+            problems.append(Problem(
+                raw.where_value(feed.path + (written[0],)),
+                f"strategy '{section.id}' trades {symbol}, but the feed streams only {', '.join(sorted(streamed))}",
+                f"add {symbol} to the feed's `symbols:`, or remove `{written[0]}:` to stream every strategy's symbol",
+            ))
+    return feed

@@ -21,7 +21,9 @@ class AlpacaFeedConfig(BaseModel):
     secret: SecretStr = Field(description="Alpaca API secret (from ${ALPACA_SECRET_KEY}; never printed)")
     feed: Literal["iex", "sip", "test"] = Field("iex", description="iex (free), sip (paid), test (Alpaca's test stream)")
     data: Literal["trades", "quotes", "bars"] = Field("trades", description="what becomes a tick (quotes: the midpoint)")
-    symbol: str = "TQQQ"
+    symbol: str = Field("TQQQ", description="the one symbol streamed, when `symbols` is not given")
+    symbols: list[str] = Field(default_factory=list,
+                               description="the symbols streamed, on one connection; default: every strategy's symbol")
     url: str = Field("", description="the data service's base URL, http(s)://HOST:PORT; empty: Alpaca's own")
     stale_after: Duration = Field(dt.timedelta(seconds=30),
                                   description="no tick for this long while the market is open: stale (alert, no new Level-0)")
@@ -37,6 +39,10 @@ class AlpacaFeedConfig(BaseModel):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("write the data service's base URL as http://HOST:PORT or https://HOST")
         return value
+
+    def streamed(self) -> list[str]:
+        """The symbols to subscribe to: ``symbols``, else the one ``symbol``."""
+        return list(dict.fromkeys(s.upper() for s in self.symbols)) or [self.symbol.upper()]
 
     def stream_url(self) -> str:
         """The websocket URL: ws(s)://same host + /v2/<feed>."""

@@ -37,5 +37,11 @@ class IbBrokerConfig(BaseModel):
 class IbFeedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    symbol: str = Field("TQQQ", description="the stock whose trades are streamed (SMART, USD)")
+    symbol: str = Field("TQQQ", description="the stock whose trades are streamed (SMART, USD), when `symbols` is not given")
+    symbols: list[str] = Field(default_factory=list,
+                               description="the stocks whose trades are streamed; default: every strategy's symbol")
     market_data_type: Literal[1, 2, 3, 4] = Field(1, description="1 live, 2 frozen, 3 delayed, 4 delayed frozen")
+
+    def streamed(self) -> list[str]:
+        """The symbols to subscribe to: ``symbols``, else the one ``symbol``."""
+        return list(dict.fromkeys(s.upper() for s in self.symbols)) or [self.symbol.upper()]
