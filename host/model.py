@@ -2,13 +2,16 @@
 
 Every event the engine dispatches is one of these frozen, slotted dataclasses. Prices that a
 strategy trades at are `Decimal` (money is exact at the boundary); the per-tick hot path carries
-prices as integer cents, which is what a US equity venue trades in anyway. Times are integer
-nanoseconds since the Unix epoch, UTC, so that ordering and arithmetic are exact and cheap.
+prices as integers: *units* of the instrument's price increment (:class:`Instrument`; cents, the
+default, for a US stock; 0.0001 for an FX or crypto pair priced to four decimals). Times are
+integer nanoseconds since the Unix epoch, UTC, so that ordering and arithmetic are exact and cheap.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -48,6 +51,114 @@ def float_to_cents(value: float) -> int | None:
     if not d.is_finite() or d <= 0:
         return None
     return int((d * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+# --------------------------------------------------------------------------------------------
+# Instruments: the price increment a symbol trades in
+# --------------------------------------------------------------------------------------------
+
+#: The finest increment an instrument may declare: eight decimals (a satoshi). Finer steps are
+#: not prices any venue quotes, and float data read to that precision stays exact (see the
+#: replay feed's ``to_units``).
+MAX_INCREMENT_DECIMALS = 8
+_ONE = Decimal(1)
+
+
+def increment_problem(value: Decimal) -> str:
+    """Why ``value`` cannot be a price increment, or '' when it can: a finite decimal above 0
+    with at most :data:`MAX_INCREMENT_DECIMALS` decimals. Any step is allowed, not only powers of
+    ten (0.0001, 0.005, 0.25 and 5 all are)."""
+    if not value.is_finite() or value <= 0:
+        return f"a price increment must be a number above 0, got {value}"
+    if value.normalize().as_tuple().exponent < -MAX_INCREMENT_DECIMALS:  # type: ignore[operator]
+        return f"a price increment has at most {MAX_INCREMENT_DECIMALS} decimals, got {value}"
+    return ""
+
+
+def plain_increment(value: Decimal) -> Decimal:
+    """``value`` written with as few decimals as it needs and never in exponent form
+    (``0.010`` -> ``0.01``, ``5E+1`` -> ``50``): prices are written with the increment's decimals."""
+    d = value.normalize()
+    return d.quantize(_ONE) if d.as_tuple().exponent > 0 else d  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A symbol and the step its prices move in (``increment``, a Decimal; cents by default).
+
+    Every integer price the host and its plugins hand each other (``Tick.price``, a venue's
+    ``match(time_ns, price)``, ``quiet_band``, a replay chunk's ``price``) counts *units* of
+    this increment: with ``increment=Decimal("0.0001")``, 12345 units are 1.2345. Orders carry
+    Decimal limits; a broker converts them with :meth:`exact_units` and refuses a limit that is
+    not a whole number of increments (the strategy rounds, with :meth:`units` and :meth:`price`).
+    """
+
+    symbol: str
+    increment: Decimal = CENT
+
+    def price(self, units: int) -> Decimal:
+        """``units`` increments as a Decimal price (exact, with the increment's decimals)."""
+        return units_to_price(units, self.increment)
+
+    def units(self, price: Decimal) -> int:
+        """The nearest whole number of increments to ``price``, half up (exact when ``price`` is
+        on the grid)."""
+        return price_to_units(price, self.increment)
+
+    def exact_units(self, price: Decimal) -> int | None:
+        """``price`` in increments, or None when it is not a positive whole number of them."""
+        return exact_units(price, self.increment)
+
+    def round(self, price: Decimal) -> Decimal:
+        """``price`` rounded half up to the increment: a limit the venue accepts."""
+        return self.price(self.units(price))
+
+    def units_of_float(self, value: float) -> int | None:
+        """A price a client library decoded as a float, in increments, half up (exact for the
+        float of a printed price); None when it is not a positive finite number (a bad tick)."""
+        return float_to_units(value, self.increment)
+
+
+def instrument_for(instruments: Mapping[str, Instrument], symbol: str) -> Instrument:
+    """``symbol``'s declared instrument, else the default: priced in cents (a US stock)."""
+    found = instruments.get(symbol)
+    return found if found is not None else Instrument(symbol, CENT)
+
+
+@functools.lru_cache(maxsize=65536)
+def units_to_price(units: int, increment: Decimal = CENT) -> Decimal:
+    """Cached: a venue writes the same few hundred prices over and over."""
+    if increment == CENT:
+        return Decimal(units).scaleb(-2)  # the same value and exponent as units x 0.01, faster
+    return Decimal(units) * increment
+
+
+def price_to_units(value: Decimal, increment: Decimal = CENT) -> int:
+    """Half up to the nearest increment (``decimal_to_cents`` for any increment)."""
+    return int((value / increment).quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+@functools.lru_cache(maxsize=65536)
+def exact_units(value: Decimal, increment: Decimal = CENT) -> int | None:
+    """``value`` in increments, or None if it is not a positive whole number of them. Cached: a
+    grid places the same few hundred limits over and over."""
+    if not value.is_finite() or value <= 0:
+        return None
+    units = value * 100 if increment == CENT else value / increment
+    return int(units) if units == units.to_integral_value() else None
+
+
+def float_to_units(value: float, increment: Decimal = CENT) -> int | None:
+    """``float_to_cents`` for any increment."""
+    if increment == CENT:
+        return float_to_cents(value)
+    try:
+        d = Decimal(repr(float(value)))
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    if not d.is_finite() or d <= 0:
+        return None
+    return int((d / increment).quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
 class Side(str, enum.Enum):
@@ -98,7 +209,8 @@ _LIVE = frozenset({OrderStatus.PENDING_SUBMIT, OrderStatus.PRE_SUBMITTED, OrderS
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """One market-data print. `price` is the trade price in cents (for quote data, the midpoint)."""
+    """One market-data print. `price` is the trade price in units of the symbol's
+    :class:`Instrument` increment, cents by default (for quote data, the midpoint)."""
 
     time_ns: int
     symbol: str

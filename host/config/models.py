@@ -8,11 +8,13 @@ by :mod:`.validator`, which knows which plugin ``use:`` names.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..model import CENT, Instrument, increment_problem, plain_increment
 from .units import Duration
 
 #: Top-level section key -> registry kind.
@@ -46,6 +48,31 @@ class EngineSettings(BaseModel):
         return value
 
 
+class InstrumentSettings(BaseModel):
+    """One entry of ``instruments:``: how a symbol's prices are written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The step the symbol's prices move in: 0.01 (cents, the default for a US stock), 0.0001
+    #: (an FX or crypto pair), 0.005, 0.25... Every integer price of the run counts these.
+    increment: Decimal = CENT
+
+    @field_validator("increment", mode="before")
+    @classmethod
+    def _written_as_text(cls, value: Any) -> Any:
+        # YAML reads 0.0001 as the float 1e-4; its repr is the decimal the user wrote.
+        return repr(value) if isinstance(value, float) else value
+
+    @field_validator("increment")
+    @classmethod
+    def _a_step(cls, value: Decimal) -> Decimal:
+        problem = increment_problem(value)
+        if problem:
+            raise PydanticCustomError("increment", problem,
+                                      {"hint": "write the smallest price step, e.g. increment: 0.0001"})
+        return plain_increment(value)
+
+
 class HostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,11 +83,26 @@ class HostConfig(BaseModel):
     strategies: list[dict[str, Any]] = Field(min_length=1)
     notify: list[dict[str, Any]] = Field(default_factory=list)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    #: symbol -> its price increment; a symbol not named here is priced in cents
+    instruments: dict[str, InstrumentSettings] = Field(default_factory=dict)
 
-    @field_validator("notify", "engine", mode="before")
+    @field_validator("notify", "engine", "instruments", mode="before")
     @classmethod
     def _empty_is_default(cls, value: Any, info) -> Any:
         # `notify:` or `engine:` with everything under it commented out means "the defaults".
         if value is None:
             return [] if info.field_name == "notify" else {}
         return value
+
+    @field_validator("instruments")
+    @classmethod
+    def _symbols(cls, value: dict[str, InstrumentSettings]) -> dict[str, InstrumentSettings]:
+        for symbol in value:
+            if not symbol.strip():
+                raise PydanticCustomError("symbol", "an instrument needs a symbol, got an empty one",
+                                          {"hint": "instruments: {EURUSD: {increment: 0.0001}}"})
+        return value
+
+    def instrument_map(self) -> dict[str, Instrument]:
+        """The declared instruments, by symbol (a symbol not in it trades in cents)."""
+        return {symbol: Instrument(symbol, s.increment) for symbol, s in self.instruments.items()}
