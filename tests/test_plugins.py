@@ -285,18 +285,31 @@ PLUGIN_SOURCE = """\
     """
 
 
+def _only(monkeypatch, *dists: str) -> None:
+    """Load only bothost's own plugins and ``dists``: whatever else the test venv holds at the
+    moment (another test's package, half installed) is not this test's business."""
+    import bothost.plugins as plugins
+
+    everything = plugins._entry_points
+    wanted = {"bothost", *dists}
+    monkeypatch.setattr(plugins, "_entry_points",
+                        lambda: [ep for ep in everything() if ep.dist is not None and ep.dist.name in wanted])
+
+
 def _plugin(tmp_path: Path, monkeypatch, dist: str, module: str, declaration: str = "BOTHOST_API = 1",
             hook: str = "on_fill") -> None:
     site = _site_with(tmp_path, dist, module,
                       PLUGIN_SOURCE.format(declaration=declaration, hook=hook, module=module))
     monkeypatch.syspath_prepend(str(site))
+    _only(monkeypatch, dist)
 
 
-def test_every_built_in_plugin_declares_the_api_version_of_this_host():
+def test_every_built_in_plugin_declares_the_api_version_of_this_host(monkeypatch):
     import bothost
     from bothost.hookspecs import API_VERSION
     from bothost.plugins import load_plugins
 
+    _only(monkeypatch)
     _, _, loaded = load_plugins()
     built_in = [p for p in loaded if p.package == "bothost"]
     assert {p.name for p in built_in} >= {"sim_broker", "replay_feed", "tqqq_grid", "notify", "ib_broker", "alpaca_feed"}
