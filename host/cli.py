@@ -195,7 +195,7 @@ def _check_buildable(run) -> None:
     live_guard(run, run.broker.settings)
     with tempfile.TemporaryDirectory() as tmp:
         env = BuildEnv(config_path=Path(run.path), state_dir=Path(tmp), mode=run.mode,
-                       log=logging.getLogger("bothost.validate"))
+                       log=logging.getLogger("bothost.validate"), instruments=run.instruments)
         for section in run.strategies:
             build(section, env)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .hookspecs import ChoosesTicks, CriticalStop
-from .model import Alert, OrderRequest
+from .model import Alert, Instrument, OrderRequest, units_to_price
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -17,11 +18,13 @@ if TYPE_CHECKING:
 class HostContext:
     """One per strategy instance. Everything it does goes through the engine, in order."""
 
-    def __init__(self, engine: Engine, strategy_id: str, symbol: str | None, instance: object):
+    def __init__(self, engine: Engine, strategy_id: str, symbol: str | None, instance: object,
+                 instrument: Instrument | None = None):
         self.engine = engine
         self.strategy_id = strategy_id
         self.symbol = symbol
         self.instance = instance
+        self.instrument = instrument or Instrument(symbol or "")  # cents unless declared
         self.log = logging.getLogger(f"bothost.strategy.{strategy_id}")
         # Safe default for a strategy that never says what it needs: see every tick.
         self.every_tick: bool = instance.wants_every_tick if isinstance(instance, ChoosesTicks) else True
@@ -32,6 +35,12 @@ class HostContext:
     @property
     def now_ns(self) -> int:
         return self.engine.now_ns
+
+    def price(self, units: int) -> Decimal:
+        return units_to_price(units, self.instrument.increment)
+
+    def units(self, price: Decimal) -> int:
+        return self.instrument.units(price)
 
     def place(self, order: OrderRequest) -> str:
         return self.engine.place(self, order)

@@ -15,6 +15,7 @@ import dataclasses
 import heapq
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,12 @@ from .model import (
     ConnectionEvent,
     ConnectionState,
     Fill,
+    Instrument,
     OrderRequest,
     OrderStatus,
     OrderUpdate,
     Tick,
+    instrument_for,
 )
 from .state import StateStore
 
@@ -135,7 +138,7 @@ class Engine:
     def __init__(self, *, pm: pluggy.PluginManager, broker: Broker, strategies: list[tuple[str, object]],
                  state: StateStore, live_state_flush: bool = True, stale_after_ns: int | None = None,
                  journal: ExecutionJournal | None = None, snapshot_timeout_s: float = 30.0,
-                 snapshot_retries: int = 3):
+                 snapshot_retries: int = 3, instruments: Mapping[str, Instrument] | None = None):
         self.pm = pm
         self.broker = broker
         self.venue: MatchingVenue | None = broker if isinstance(broker, MatchingVenue) else None
@@ -171,7 +174,8 @@ class Engine:
         self.contexts: list[HostContext] = []
         for sid, instance in strategies:
             symbol = instance.symbol if isinstance(instance, TradesSymbol) else None  # None: every symbol
-            self.contexts.append(HostContext(self, sid, symbol, instance))
+            instrument = instrument_for(instruments or {}, symbol) if symbol is not None else None
+            self.contexts.append(HostContext(self, sid, symbol, instance, instrument))
             pm.register(instance, name=f"strategy:{sid}")
         self.owner: dict[str, HostContext] = {}
         # Each strategy's hooks reach that strategy and every observer, never another strategy.

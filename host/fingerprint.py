@@ -28,6 +28,12 @@ def result_config(run, replay: bool) -> dict[str, Any]:
         # The feed does not count: a paper account may go on with the next day's data (the
         # venue's clock skips what it has already seen).
         out["broker"] = _section(run.broker)
+    instruments = getattr(run, "instruments", None)
+    if instruments:
+        # Prices are saved as units of the increment (the venue, the strategies' state): a
+        # state folder means nothing under another one. Absent when none is declared, so a
+        # state folder made before ``instruments:`` existed resumes as it did.
+        out["instruments"] = {symbol: str(i.increment) for symbol, i in sorted(instruments.items())}
     return out
 
 

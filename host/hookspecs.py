@@ -68,6 +68,26 @@ tag that starts with its ``ctx.strategy_id`` and a colon, and that tag must surv
 trip through the broker (a broker adapter must report it back unchanged on open orders, fills
 and updates). An order that has ended is never adopted again through its tag.
 
+**Prices are integers in the instrument's increment.** Every integer price that crosses a
+plugin boundary (``Tick.price``, a replay chunk's ``price``, :meth:`MatchingVenue.match` and
+``quiet_band``) counts *units* of the symbol's price increment, an :class:`~bothost.model.Instrument`.
+A config declares the instruments that are not priced in cents in a top-level mapping::
+
+    instruments:
+      EURUSD: {increment: 0.0001}   # 1.0842 is 10842 units
+      SNDL: {increment: 0.0001}     # a sub-penny stock
+
+A symbol not named there is priced in cents (``increment: 0.01``, a US stock): every config
+written before ``instruments:`` existed means what it meant. The increment is any decimal step
+above 0 with at most eight decimals (0.0001, 0.005, 0.25 and 5 all are). Factories are handed
+the instruments (:meth:`BuildEnv.instrument`), strategies their own (``ctx.instrument``,
+``ctx.price(units)``, ``ctx.units(price)``). Feeds turn data prices into units (half up);
+Decimal amounts (order limits, fill prices, money) stay Decimal. **A broker refuses an order
+whose limit (or aux price) is not a whole number of increments** (the simulated venue answers
+REJECTED, saying so): a strategy that computes a price rounds it itself, with
+``ctx.instrument.round(price)`` or ``ctx.price(ctx.units(price))``, because only it knows which
+way is safe for its order.
+
 **When a hook raises.** ``ctx.alert`` raises :class:`CriticalStop`: the run stops with exit
 status 3, nothing more is placed, the broker's orders stay, ``on_stop`` is not called.
 :class:`BrokerDown` escaping a hook (``ctx.place`` while the connection is lost) is logged and
@@ -83,7 +103,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
 
@@ -97,9 +119,11 @@ from .model import (
     ConnectionEvent,
     Fill,
     Holdings,
+    Instrument,
     OrderRequest,
     OrderUpdate,
     Tick,
+    instrument_for,
 )
 
 if TYPE_CHECKING:
@@ -265,6 +289,16 @@ class StrategyContext(Protocol):
     strategy_id: str
     #: The strategy's logger (``bothost.strategy.<id>``), written to ``bot_log.txt``.
     log: logging.Logger
+    #: The instrument of the strategy's symbol (:class:`TradesSymbol`): its price increment,
+    #: declared under ``instruments:`` (cents when it is not). A strategy without a symbol gets
+    #: a cents instrument of symbol "".
+    instrument: Instrument
+
+    def price(self, units: int) -> Decimal:
+        """``units`` increments of :attr:`instrument` as a Decimal price (``tick.price`` -> 97.03)."""
+
+    def units(self, price: Decimal) -> int:
+        """``price`` in increments of :attr:`instrument`, rounded half up (exact on the grid)."""
 
     @property
     def now_ns(self) -> int:
@@ -334,6 +368,13 @@ class BuildEnv:
     state_dir: Path  # the run's state folder (created, mode 0700)
     mode: str  # "paper" or "live"
     log: logging.Logger
+    #: the config's ``instruments:`` by symbol; use :meth:`instrument`, which knows the default
+    instruments: Mapping[str, Instrument] = field(default_factory=dict)
+
+    def instrument(self, symbol: str) -> Instrument:
+        """``symbol``'s instrument: as declared under ``instruments:``, else priced in cents. A
+        feed turns its data's prices into units of its increment; a broker its orders' limits."""
+        return instrument_for(self.instruments, symbol)
 
     def resolve(self, name: str | Path) -> Path:
         """A file name from the config section, as a path: ``~`` expanded, relative names
@@ -412,10 +453,11 @@ class MatchingVenue(Protocol):
     """
 
     def match(self, time_ns: int, price: int) -> Iterator[Fill]:
-        """Match live orders against a tick at ``price`` cents; yield the fills one at a time."""
+        """Match live orders against a tick at ``price`` (units of the symbol's increment: cents by
+        default); yield the fills one at a time."""
 
     def quiet_band(self) -> tuple[int, int]:
-        """``(lo, hi)`` in cents: a tick with ``lo < price < hi`` can neither fill nor trigger any
+        """``(lo, hi)`` in price units: a tick with ``lo < price < hi`` can neither fill nor trigger any
         live order. With no BUYs ``lo`` is -1; with no SELLs ``hi`` is a huge number."""
 
     def advance(self, time_ns: int, price: int) -> None:
@@ -509,7 +551,8 @@ class ReportsFeedStats(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TickChunk:
-    """A block of replay ticks, columnar: ``time_ns`` int64 and ``price`` int64 cents."""
+    """A block of replay ticks, columnar: ``time_ns`` int64 and ``price`` int64 units of the
+    symbol's increment (cents by default; see :class:`~bothost.model.Instrument`)."""
 
     time_ns: np.ndarray
     price: np.ndarray

@@ -113,7 +113,8 @@ async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
 
 
 async def _execute_locked(run, pm, opts: RunOptions, console: Console, started: float, state_dir: Path) -> RunResult:
-    env = BuildEnv(config_path=Path(run.path), state_dir=state_dir, mode=run.mode, log=log)
+    env = BuildEnv(config_path=Path(run.path), state_dir=state_dir, mode=run.mode, log=log,
+                   instruments=run.instruments)
     live_guard(run, run.broker.settings)
     broker = build(run.broker, env)
     feed = build(run.feed, env)
@@ -156,7 +157,7 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
                     stale_after_ns=None if run.engine.stale_after is None
                     else int(run.engine.stale_after.total_seconds() * 1e9),
                     journal=journal, snapshot_timeout_s=run.engine.snapshot_timeout.total_seconds(),
-                    snapshot_retries=run.engine.snapshot_retries)
+                    snapshot_retries=run.engine.snapshot_retries, instruments=run.instruments)
     state.put(HOST_SECTION, lambda: _host_section(engine))
     # A state write that fails from here on (a full disk) is the run's critical alert (exit 3).
     watch_state_writes(state_dir, engine)

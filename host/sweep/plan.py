@@ -161,7 +161,7 @@ def _load_feed(config: Path, overrides, d: DataFile, build, BuildEnv) -> None:
     _, _, run = _load(config, overrides, _data_patch(d.path, backtest=True))
     with tempfile.TemporaryDirectory(prefix="bothost-sweep-check-") as tmp:
         env = BuildEnv(config_path=Path(run.path), state_dir=Path(tmp), mode=run.mode,
-                       log=logging.getLogger("bothost.sweep"))
+                       log=logging.getLogger("bothost.sweep"), instruments=run.instruments)
         feed = build(run.feed, env)
         if isinstance(feed, ChecksBeforeConnect):
             feed.open()
