@@ -26,7 +26,7 @@ from .plot_worker import PlotWorker
 from .errors import InputError
 from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutions,
                         LiveAwareSettings, MatchingVenue, ReplayFeed, ReportsFeedStats, ReportsHoldings,
-                        SharesBrokerConnection)
+                        SharesBrokerConnection, TradesSymbol)
 from .journal import ExecutionJournal
 from .model import Holdings
 from .replay import ReplayDriver
@@ -98,6 +98,29 @@ def check_pairing(run, broker, feed) -> None:
                  "or use a live feed with this broker")
 
 
+def check_one_venue_symbol(run, broker, strategies) -> None:
+    """The simulated venue matches the ticks of one symbol against all its orders: strategies on
+    several symbols need a real broker (one connection, a book per symbol), or a run each."""
+    if not isinstance(broker, MatchingVenue):
+        return
+    first: dict[str, str] = {}
+    for section, (sid, instance) in zip(run.strategies, strategies):
+        symbol = instance.symbol if isinstance(instance, TradesSymbol) else None
+        if symbol is None or symbol in first:
+            continue
+        if first:
+            pos = run.where(section.path + ("symbol",))
+            other_symbol, other_id = next(iter(first.items()))
+            raise InputError(
+                f"strategy {sid!r} trades {symbol} beside {other_id!r} on {other_symbol}, but broker "
+                f"{run.broker.use!r} is a simulated venue, which matches one symbol's prices against every order: "
+                "a backtest or paper run of several symbols is not supported", getattr(pos, "file", run.path),
+                getattr(pos, "line", None), col=getattr(pos, "col", None),
+                hint="backtest each strategy on its own (a config per symbol, or `--set` to keep one strategy), "
+                     "or trade several symbols live on one connection with a real broker (ib_broker)")
+        first[symbol] = sid
+
+
 async def execute(run, pm, opts: RunOptions, console: Console) -> RunResult:
     started = time.perf_counter()
     # Folders that cannot be written are found now, not after the replay (exit 2, the fix named).
@@ -120,6 +143,7 @@ async def _execute_locked(run, pm, opts: RunOptions, console: Console, started: 
     feed = build(run.feed, env)
     check_pairing(run, broker, feed)
     strategies = [(s.id, build(s, env)) for s in run.strategies]
+    check_one_venue_symbol(run, broker, strategies)
     for i, section in enumerate(run.notify):
         pm.register(build(section, env), name=f"notifier:{i}:{section.use}")
     # Only a run that will draw equity.png starts the worker (it imports matplotlib on the

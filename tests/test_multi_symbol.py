@@ -72,3 +72,89 @@ def test_two_strategies_on_two_symbols_validate_and_the_feed_streams_both(folder
     res = invoke("validate", str(config))
     assert res.exit_code == 2, res.output
     assert "strategy 'soxl' trades SOXL, but the feed streams only TQQQ" in " ".join(res.output.split())
+
+
+# ------------------------------------------------------------------ live feeds, every symbol
+def _alpaca_feed(tmp: Path, **settings):
+    import logging
+
+    from bothost.hookspecs import BuildEnv
+    from bothost_plugins.alpaca_feed.config import AlpacaFeedConfig
+    from bothost_plugins.alpaca_feed.feed import AlpacaFeed
+
+    return AlpacaFeed(AlpacaFeedConfig(key="AKTEST", secret="SECRET", **settings),
+                      BuildEnv(tmp / "c.yaml", tmp, "paper", logging.getLogger("test")))
+
+
+def test_the_alpaca_feed_subscribes_every_symbol_on_one_stream_and_tags_each_tick_with_its_own(tmp_path, caplog):
+    """The real alpaca-py client against sim-alpaca (which serves SOXL from the file): one
+    connection subscribes to TQQQ and SOXL, and SOXL's ticks are exactly the backtest's."""
+    import asyncio
+    import logging
+
+    from bothost.model import Tick
+    from bothost_plugins.replay_feed.feed import FileFeed
+    from bothost_plugins.replay_feed.synthetic import write_csv
+    from bothost_plugins.sim_alpaca.server import SimAlpaca
+    from test_alpaca_feed import stream_until
+
+    bars = tmp_path / "soxl.csv"
+    write_csv(bars, bars=60, seed=8, volatility=0.8, start_price=20.0, interval=60)
+    want = []
+    replay = FileFeed(bars, "SOXL")
+    replay.open()
+    for chunk in replay.chunks():
+        want += [("SOXL", t, p) for t, p in zip(chunk.time_ns.tolist(), chunk.price.tolist())]
+
+    async def main():
+        async with SimAlpaca(bars, pace="asap", symbol="SOXL") as sim:
+            feed = _alpaca_feed(tmp_path, url=sim.url, symbols=["tqqq", "SOXL"])
+            events = await stream_until(feed, lambda ev: sum(isinstance(e, Tick) for e in ev) >= len(want))
+            return events, feed.stats()
+
+    with caplog.at_level(logging.INFO, logger="bothost"):
+        events, stats = asyncio.run(main())
+    assert [(e.symbol, e.time_ns, e.price) for e in events if isinstance(e, Tick)] == want
+    assert "subscribed {'trades': ['SOXL', 'TQQQ']" in caplog.text  # both, on the one connection
+    assert stats["source"] == "Alpaca iex trades of TQQQ, SOXL"
+    assert stats["ticks_by_symbol"] == {"TQQQ": 0, "SOXL": len(want)}
+
+
+def test_interleaved_symbols_are_not_taken_for_a_replay_after_a_reconnect(tmp_path):
+    """What was delivered is remembered per symbol: SOXL's trade at an earlier time than TQQQ's
+    last is a new tick, while the same trade sent again (after a reconnect) is dropped."""
+    import asyncio
+
+    from msgpack import Timestamp
+
+    feed = _alpaca_feed(tmp_path, symbols=["TQQQ", "SOXL"])
+    got = []
+    feed._emit = got.append
+    t = 1_704_205_800 * 10**9
+
+    def trade(symbol, dt_s, price, ident):
+        return {"T": "t", "S": symbol, "i": ident, "p": price, "s": 100, "t": Timestamp.from_unix_nano(t + dt_s * 10**9)}
+
+    async def main():
+        for msg in (trade("TQQQ", 5, 50.01, 1), trade("SOXL", 3, 20.02, 1), trade("SOXL", 3, 20.02, 1),
+                    trade("TQQQ", 5, 50.01, 1), trade("SOXL", 4, 20.03, 2)):
+            await feed._on_trade(msg)
+
+    asyncio.run(main())
+    assert [(x.symbol, x.price) for x in got] == [("TQQQ", 5001), ("SOXL", 2002), ("SOXL", 2003)]
+    assert feed.duplicates == 2
+
+
+# ------------------------------------------------------------------ the simulated venue: one symbol
+def test_a_backtest_of_two_symbols_is_refused_with_what_to_do_instead(folder):
+    config = folder / "two.yaml"
+    config.write_text(TWO_GRIDS.format(second="SOXL"))
+    res = invoke("backtest", str(config), "--out", str(folder / "out"), "--state", str(folder / "state"),
+                 "--no-progress", "--set", "feed.synthetic.bars=50")
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert f"{config}:9:" in text
+    assert "strategy 'soxl' trades SOXL beside 'tqqq' on TQQQ" in text
+    assert "a backtest or paper run of several symbols is not supported" in text
+    assert "backtest each strategy on its own" in text
+    assert not (folder / "out" / "fills.csv").exists()

@@ -1,4 +1,8 @@
-"""``AlpacaFeed``: Alpaca trades (or quotes, or bars) for one symbol as host ticks.
+"""``AlpacaFeed``: Alpaca trades (or quotes, or bars) of the strategies' symbols as host ticks.
+
+One stream subscribes to every symbol (``config.streamed()``: by default each strategy's); a
+message's own ``S`` says whose tick it is, and what was already delivered is remembered per
+symbol (the stream interleaves them).
 
 The stream runs on the host's event loop (see ``stream``). Each message is converted exactly
 (``convert``); a bad one is counted by reason and never passed on (S3); one already delivered
@@ -31,15 +35,17 @@ SOURCE = "alpaca_feed"
 class AlpacaFeed:
     def __init__(self, config: AlpacaFeedConfig, env: BuildEnv):
         self.config = config
-        self.symbol = config.symbol
+        self.symbols = config.streamed()
+        self.symbol = self.symbols[0]
         self.stale_after_s = config.stale_after.total_seconds()
         self._emit: Emit = lambda event: None
         self.ticks = 0
+        self.ticks_by_symbol: Counter = Counter()
         self.bad = Counter()
         self.duplicates = 0
         self.reconnects = 0
-        self._last_t = -1
-        self._ids_at_last: set = set()
+        self._last_t = -1  # the newest tick's data time, of any symbol (the feed's clock)
+        self._seen: dict[str, tuple[int, set]] = {}  # symbol -> (its last time, the trade ids at it)
         self._last_arrival = 0.0  # monotonic
         self._stale = False
         self._lost = False
@@ -47,9 +53,12 @@ class AlpacaFeed:
         self._failed: asyncio.Future | None = None
 
     def stats(self) -> dict:
-        return {"source": f"Alpaca {self.config.feed} {self.config.data} of {self.symbol}", "ticks": self.ticks,
-                "bad_ticks_by_reason": dict(self.bad), "duplicates_dropped": self.duplicates,
-                "reconnects": self.reconnects}
+        stats = {"source": f"Alpaca {self.config.feed} {self.config.data} of {', '.join(self.symbols)}",
+                 "ticks": self.ticks, "bad_ticks_by_reason": dict(self.bad), "duplicates_dropped": self.duplicates,
+                 "reconnects": self.reconnects}
+        if len(self.symbols) > 1:
+            stats["ticks_by_symbol"] = {s: self.ticks_by_symbol[s] for s in self.symbols}
+        return stats
 
     async def stream(self, emit: Emit) -> None:
         from .stream import FeedStream  # alpaca-py loads only when the feed runs
@@ -66,8 +75,8 @@ class AlpacaFeed:
             on_malformed=lambda: self._bad("malformed message"), on_unreachable=self._on_unreachable,
             connect_retries=self.config.connect_retries)
         handler = {"trades": self._on_trade, "quotes": self._on_quote, "bars": self._on_bar}[self.config.data]
-        getattr(self._stream, f"subscribe_{self.config.data}")(handler, self.symbol)
-        log.info("streaming %s %s from %s", self.symbol, self.config.data, self.config.stream_url())
+        getattr(self._stream, f"subscribe_{self.config.data}")(handler, *self.symbols)
+        log.info("streaming %s %s from %s", ", ".join(self.symbols), self.config.data, self.config.stream_url())
         self._last_arrival = time.monotonic()
         runner = loop.create_task(self._stream.run_in_this_loop(), name="alpaca stream")
         watchdog = loop.create_task(self._watch(), name="alpaca staleness")
@@ -95,18 +104,23 @@ class AlpacaFeed:
 
     # ------------------------------------------------------------------ messages
     async def _on_trade(self, msg: dict) -> None:
-        self._deliver(convert.trade(msg, self.symbol), msg.get("i"))
+        self._deliver(convert.trade(msg, self._symbol_of(msg)), msg.get("i"))
 
     async def _on_quote(self, msg: dict) -> None:
-        self._deliver(convert.quote(msg, self.symbol), None)
+        self._deliver(convert.quote(msg, self._symbol_of(msg)), None)
 
     async def _on_bar(self, msg: dict) -> None:
-        ticks = convert.bar(msg, self.symbol)
+        ticks = convert.bar(msg, self._symbol_of(msg))
         if isinstance(ticks, str):
             self._bad(ticks)
             return
         for tick in ticks:
             self._deliver(tick, None)
+
+    def _symbol_of(self, msg: dict) -> str:
+        """The message's own symbol (``S``); the first one streamed for a message without it."""
+        symbol = msg.get("S")
+        return symbol.upper() if isinstance(symbol, str) and symbol else self.symbol
 
     def _deliver(self, tick, ident) -> None:
         self._last_arrival = time.monotonic()
@@ -114,17 +128,21 @@ class AlpacaFeed:
             self._bad(tick)
             return
         t = tick.time_ns
-        if t < self._last_t or (t == self._last_t and (ident is None or ident in self._ids_at_last)):
+        last, ids = self._seen.get(tick.symbol, (-1, set()))
+        if t < last or (t == last and (ident is None or ident in ids)):
             self.duplicates += 1  # replayed after a reconnect: already delivered
             return
-        if t > self._last_t:
-            self._last_t, self._ids_at_last = t, set()
+        if t > last:
+            ids = set()
+            self._seen[tick.symbol] = (t, ids)
         if ident is not None:
-            self._ids_at_last.add(ident)
+            ids.add(ident)
+        self._last_t = max(self._last_t, t)
         if self._stale or self._lost:
             self._stale = self._lost = False
             self._emit(ConnectionEvent(t, SOURCE, ConnectionState.RESTORED, "trades are coming in again"))
         self.ticks += 1
+        self.ticks_by_symbol[tick.symbol] += 1
         self._emit(tick)
 
     def _bad(self, reason: str) -> None:
@@ -176,7 +194,7 @@ class AlpacaFeed:
             if self._stale or quiet < self.stale_after_s or not market_open(self._clock_ns(), self.config.hours):
                 continue
             self._stale = True
-            why = f"no {self.config.data} of {self.symbol} for {quiet:.0f}s while the market is open: reconnecting"
+            why = f"no {self.config.data} of {', '.join(self.symbols)} for {quiet:.0f}s while the market is open: reconnecting"
             log.warning("%s", why)
             self._emit(ConnectionEvent(self._clock_ns(), SOURCE, ConnectionState.LOST, "stale: " + why))
             ws = getattr(self._stream, "_ws", None)

@@ -1,4 +1,7 @@
-"""``ib_feed``: IB's own tick-by-tick trades for one symbol, over the ib_broker's socket.
+"""``ib_feed``: IB's own tick-by-tick trades of the strategies' symbols, over the ib_broker's socket.
+
+One subscription per symbol (``config.streamed()``: by default each strategy's), all on the one
+connection the broker trades on.
 
 Sharing the broker's connection is the point: executions and trades then reach the engine in
 the order TWS sent them, which is what lets a lockstep rehearsal equal a backtest. Prices are
@@ -25,12 +28,14 @@ log = logging.getLogger("bothost.ib_feed")
 class IbFeed:
     def __init__(self, config: IbFeedConfig, env: BuildEnv):
         self.config = config
-        self.symbol = config.symbol
+        self.symbols = config.streamed()
+        self.symbol = self.symbols[0]
         self.broker: IbBroker | None = None
         self._emit: Emit = lambda event: None
-        self._req_ticker = None
+        self._req_tickers: dict[str, object] = {}
         self._failed: asyncio.Future | None = None
         self.ticks = 0
+        self.ticks_by_symbol = dict.fromkeys(self.symbols, 0)
 
     def attach_broker(self, broker) -> None:
         if not isinstance(broker, IbBroker):
@@ -42,37 +47,57 @@ class IbFeed:
     async def stream(self, emit: Emit) -> None:
         self._emit = emit
         self._failed = asyncio.get_running_loop().create_future()
-        self.broker.subscribe_trades(self.symbol, self._on_trade, self._on_restored, self._on_data_error)
-        await self.broker.qualify(self.symbol)  # a conId (ib_async keys market data by contract)
+        for i, symbol in enumerate(self.symbols):
+            # the restore and error listeners once: each covers every symbol
+            self.broker.subscribe_trades(symbol, self._trades_of(symbol),
+                                         self._on_restored if i == 0 else _ignore,
+                                         self._on_data_error if i == 0 else _ignore)
+        for symbol in self.symbols:
+            await self.broker.qualify(symbol)  # a conId (ib_async keys market data by contract)
         self._subscribe()
         await self._failed  # runs until cancelled, or until IB refuses the data for good
 
     def _subscribe(self) -> None:
         ib = self.broker.ib
         ib.reqMarketDataType(self.config.market_data_type)
-        self._req_ticker = ib.reqTickByTickData(self.broker.contract(self.symbol), "AllLast", 0, False)
-        log.info("streaming %s trades from IB (market data type %s)", self.symbol, self.config.market_data_type)
+        for symbol in self.symbols:
+            self._req_tickers[symbol] = ib.reqTickByTickData(self.broker.contract(symbol), "AllLast", 0, False)
+        log.info("streaming %s trades from IB (market data type %s)", ", ".join(self.symbols),
+                 self.config.market_data_type)
 
-    def _on_trade(self, time_s: int, price: float, size: float, special: str) -> None:
-        cents = convert.cents(price)
-        self.ticks += 1
-        # A price that is not positive goes in as 0: the engine counts it as a bad tick (S3).
-        self._emit(Tick(lockstep.tick_time_ns(time_s, special), self.symbol, cents or 0, int(size or 0)))
+    def _trades_of(self, symbol: str):
+        def on_trade(time_s: int, price: float, size: float, special: str) -> None:
+            cents = convert.cents(price)
+            self.ticks += 1
+            self.ticks_by_symbol[symbol] += 1
+            # A price that is not positive goes in as 0: the engine counts it as a bad tick (S3).
+            self._emit(Tick(lockstep.tick_time_ns(time_s, special), symbol, cents or 0, int(size or 0)))
+
+        return on_trade
 
     def _on_restored(self, data_lost: bool) -> None:
         if data_lost:
-            log.info("market data subscriptions were lost: subscribing to %s again", self.symbol)
+            log.info("market data subscriptions were lost: subscribing to %s again", ", ".join(self.symbols))
             self._subscribe()
 
     def _on_data_error(self, req_id: int, code: int, message: str) -> None:
-        ours = {r for r, t in self.broker.ib.wrapper.reqId2Ticker.items() if t.contract.symbol == self.symbol}
+        ours = {r: t.contract.symbol for r, t in self.broker.ib.wrapper.reqId2Ticker.items()
+                if t.contract.symbol in self.ticks_by_symbol}
         if req_id not in ours and req_id != -1:
             return
+        symbol = ours.get(req_id, ", ".join(self.symbols))
         self._emit(ConnectionEvent(self.broker._now_ns(), "ib_feed", ConnectionState.LOST, f"{code}: {message}"))
         if self._failed is not None and not self._failed.done():
             self._failed.set_exception(BrokerUnavailable(
-                f"IB gives no market data for {self.symbol}: {code} {message} (TWS: Account > Market Data "
+                f"IB gives no market data for {symbol}: {code} {message} (TWS: Account > Market Data "
                 "Subscriptions; or set feed.market_data_type: 3 for delayed data)"))
 
     def stats(self) -> dict:
-        return {"source": f"IB trades of {self.symbol}", "ticks": self.ticks}
+        stats = {"source": f"IB trades of {', '.join(self.symbols)}", "ticks": self.ticks}
+        if len(self.symbols) > 1:
+            stats["ticks_by_symbol"] = dict(self.ticks_by_symbol)
+        return stats
+
+
+def _ignore(*args) -> None:
+    """A listener for the second and later symbols' subscriptions: the first one's covers them."""
