@@ -15,14 +15,19 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bothost.hookspecs import BuildEnv, hookimpl
-from bothost.model import NS_PER_SECOND, CommissionReport, Fill
+from bothost.model import CommissionReport, Fill
 
 #: The bothost plugin API this module was written for.
 BOTHOST_API = 1
+
+#: How many executions are remembered to tell one delivered again (a broker replays the recent
+#: ones after a reconnect): bounded, so a long replay's millions of fills do not grow the process.
+REMEMBERED = 100_000
 
 COLUMNS = ("event", "time_ns", "strategy", "exec_id", "order_id", "symbol", "side", "quantity", "price",
            "commission", "ref")
@@ -60,13 +65,20 @@ def make_notifier(config: FillsCsvConfig, env: BuildEnv) -> FillsCsv:
 class FillsCsv:
     def __init__(self, path: Path):
         self.path = path
-        self.written = self._already_written()  # (event, exec_id) pairs in the file
+        # The newest (event, exec_id) pairs written, oldest first (a dict keeps insertion order).
+        self.written: dict[tuple[str, str], None] = {}
+        self._out: TextIO | None = None
+        self._writer: csv.DictWriter | None = None
+        if path.exists():  # a restarted run appends to what the last one wrote
+            with path.open(newline="", encoding="utf-8") as rows:
+                for row in csv.DictReader(rows):
+                    if row.get("exec_id"):
+                        self._remember((row["event"], row["exec_id"]))
 
-    def _already_written(self) -> set[tuple[str, str]]:
-        if not self.path.exists():
-            return set()
-        with self.path.open(newline="", encoding="utf-8") as rows:
-            return {(row["event"], row["exec_id"]) for row in csv.DictReader(rows) if row.get("exec_id")}
+    def _remember(self, key: tuple[str, str]) -> None:
+        self.written[key] = None
+        if len(self.written) > REMEMBERED:
+            del self.written[next(iter(self.written))]
 
     @hookimpl
     def on_fill(self, ctx, fill: Fill) -> None:
@@ -76,27 +88,30 @@ class FillsCsv:
     def on_commission(self, ctx, report: CommissionReport) -> None:
         self._append(commission_row(report, ctx.strategy_id))
 
+    @hookimpl
+    def on_stop(self, ctx) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = self._writer = None
+
     def _append(self, row: dict[str, str]) -> None:
         key = (row["event"], row["exec_id"])
         if key in self.written:
             return  # delivered again (a reconnect, a restart): written once
         try:
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", newline="", encoding="utf-8") as out:
-                writer = csv.DictWriter(out, COLUMNS)
+            if self._writer is None:
+                new = not self.path.exists() or self.path.stat().st_size == 0
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._out = self.path.open("a", newline="", encoding="utf-8")
+                self._writer = csv.DictWriter(self._out, COLUMNS)
                 if new:
-                    writer.writeheader()
-                writer.writerow(row)
+                    self._writer.writeheader()
+            self._writer.writerow(row)
+            self._out.flush()  # row by row: a crash loses nothing written
         except OSError as exc:  # an observer must never stop the bot: the broker keeps the executions
             log.error("fills_csv: could not append to %s: %s", self.path, exc)
             return
-        self.written.add(key)
-
-
-def seconds(time_ns: int) -> float:
-    """A row's ``time_ns`` in seconds since the epoch (for readers of the file)."""
-    return time_ns / NS_PER_SECOND
+        self._remember(key)
 
 
 @hookimpl
