@@ -98,6 +98,12 @@ class VenueStore:
             # WAL + NORMAL: durable against a killed process (the case I5 is about), cheap commits.
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # SQLite copies the WAL into the file (and syncs) every 1000 pages by default: on a
+            # replay with many fills that was most of the store's time, the same pages copied
+            # over and over. Copied every 50,000 pages (200 MB) and at close instead; each commit
+            # is as durable as before (WAL, synchronous=NORMAL), and the WAL is cut back to 64 MB.
+            self.db.execute("PRAGMA wal_autocheckpoint=50000")
+            self.db.execute("PRAGMA journal_size_limit=67108864")
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._refuse()

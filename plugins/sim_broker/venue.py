@@ -177,6 +177,7 @@ class Venue:
         # looks only at the SELLs it can reach.
         self._buys: list[SimOrder] = []
         self._sells: list[SimOrder] = []
+        self._sell_keys: list[tuple[int, int]] = []  # _sell_key of each of _sells, as placed: bisect on plain tuples
         self._late_reports: dict[str, CommissionReport] = {}  # commission_later + reports_late
 
     def add(self, order: SimOrder) -> None:
@@ -184,12 +185,28 @@ class Venue:
         if order.side is BUY:
             self._buys.append(order)
         else:
-            bisect.insort(self._sells, order, key=_sell_key)
+            self._insert_sell(order)
         self._band = None
+
+    def _insert_sell(self, order: SimOrder) -> None:
+        """Where bisect.insort(self._sells, order, key=_sell_key) puts it, with the keys kept
+        beside the orders (no key function called on every probe)."""
+        key = _sell_key(order)
+        i = bisect.bisect_right(self._sell_keys, key)
+        self._sell_keys.insert(i, key)
+        self._sells.insert(i, order)
+
+    def _remove_sell(self, order: SimOrder) -> None:
+        i = self._sells.index(order)
+        del self._sells[i]
+        del self._sell_keys[i]
 
     def _remove(self, order: SimOrder) -> None:
         del self.orders[order.id]
-        (self._buys if order.side is BUY else self._sells).remove(order)
+        if order.side is BUY:
+            self._buys.remove(order)
+        else:
+            self._remove_sell(order)
         self._band = None
 
     # ---------------------------------------------------------------- orders in
@@ -363,18 +380,19 @@ class Venue:
             if order.triggered and price <= order.limit:
                 crossed_buys.append(order)
         triggered_now = []
-        for order in self._sells:  # ascending wake price: stop at the first one out of reach
+        for i, order in enumerate(self._sells):  # ascending wake price: stop at the first one out of reach
             if (order.limit if order.triggered else order.aux) > price:  # its wake_price()
                 break
             if not order.triggered:
                 order.triggered = True
+                self._sell_keys[i] = _sell_key(order)  # its key as it is now (re-sorted below)
                 self.dirty_orders[order.id] = order
                 triggered_now.append(order)
             if price >= order.limit:
                 crossed_sells.append(order)
         for order in triggered_now:  # its wake price is now its limit: re-sort it
-            self._sells.remove(order)
-            bisect.insort(self._sells, order, key=_sell_key)
+            self._remove_sell(order)
+            self._insert_sell(order)
             self._band = None
         if not (crossed_buys or crossed_sells):
             for order in arrived:

@@ -437,10 +437,6 @@ class Book:
         live = [b for b in self.buys.values() if not b.is_entry and not b.cancel_requested]
         if not desired and not live:
             return
-        if len(live) == len(desired) and all(
-                b.level == s.level and b.quantity == s.quantity and b.price == s.price and not b.filled
-                for b, s in zip(live, desired)):
-            return  # the queue is already what R3 wants, in the same order: nothing to cancel or place
         cancel, place = reconcile_queue(live, desired)
         for oid in cancel:
             self.buys[oid].cancel_requested = True

@@ -86,7 +86,7 @@ def reconcile_queue(
     (it is left to complete; when it matches a slot it fills that slot). Slots that no live BUY
     fills are placed, in the order of ``desired`` (shallowest level first).
     """
-    wanted = {(s.level, s.quantity, s.price) for s in desired}
+    wanted = set(desired)  # a QueueSlot is the tuple (level, quantity, price): it is its own key
     live = list(live_buys)
     taken: set[tuple] = set()
     for b in live:  # partially filled BUYs claim their slot first: they are kept in any case
@@ -103,7 +103,7 @@ def reconcile_queue(
             taken.add(key)
         else:
             cancel.append(b.order_id)
-    place = tuple(s for s in desired if (s.level, s.quantity, s.price) not in taken)
+    place = tuple(s for s in desired if s not in taken)
     return tuple(cancel), place
 
 
