@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bothost.hookspecs import TickChunk
+from bothost.model import CENT
 
 from .bars import DEFAULT_INTERVAL_NS, GapCounter, ticks_from_bars
 from .errors import DataError
@@ -75,8 +77,10 @@ def _after(source: Iterator[tuple[np.ndarray, np.ndarray]], after_ns: int | None
 class _Feed:
     symbol: str
 
-    def __init__(self, symbol: str):
+    def __init__(self, symbol: str, increment: Decimal = CENT):
         self.symbol = symbol
+        #: the chunks' prices count units of this (the symbol's instrument; cents by default)
+        self.increment = increment
         self._emitted = 0
 
     def _emit(self, source, after_ns: int | None) -> Iterator[TickChunk]:
@@ -89,8 +93,9 @@ class _Feed:
 class FileFeed(_Feed):
     """Ticks from a CSV or Parquet file of bars, ticks or quotes (see :mod:`.reader`)."""
 
-    def __init__(self, path: str | Path, symbol: str = "TQQQ", chunk_rows: int = DEFAULT_CHUNK_ROWS):
-        super().__init__(symbol)
+    def __init__(self, path: str | Path, symbol: str = "TQQQ", chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 increment: Decimal = CENT):
+        super().__init__(symbol, increment)
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
         self.path = Path(path)
@@ -130,7 +135,7 @@ class FileFeed(_Feed):
         if self.layout is None:
             self.layout = inspect(self.path)
         if not self._checked:
-            scan = Scan(self.layout, self.chunk_rows)
+            scan = Scan(self.layout, self.chunk_rows, increment=self.increment)
             if not any(len(acc) for acc in scan):
                 raise self._no_rows(scan.counts)
             self._checked = True
@@ -152,7 +157,7 @@ class FileFeed(_Feed):
                  f"{','.join(self.layout.header)[:120]}")
 
     def _survey(self) -> None:
-        scan = Scan(self.layout, self.chunk_rows)
+        scan = Scan(self.layout, self.chunk_rows, increment=self.increment)
         self._partial = scan.counts
         gaps = GapCounter()
         first = last = None
@@ -176,7 +181,7 @@ class FileFeed(_Feed):
         """Ticks in time order, only those strictly after ``after_ns`` when given. The whole file
         is read either way, so the bad-row counts always describe all of it."""
         self.open()
-        scan = Scan(self.layout, self.chunk_rows, typed=self._typed)
+        scan = Scan(self.layout, self.chunk_rows, typed=self._typed, increment=self.increment)
         if self.layout.kind == BARS:
             source = ticks_from_bars(scan, self._interval_ns)
             yield from self._emit(source, after_ns)
@@ -239,10 +244,10 @@ class SyntheticFeed(_Feed):
 
     def __init__(self, seed: int = 7, bars: int = 20_000, *, start_price: float = 50.0, volatility: float = 0.6,
                  drift: float = 0.0, interval: int = 60, start=None, substeps: int = DEFAULT_SUBSTEPS,
-                 symbol: str = "TQQQ", chunk_rows: int = DEFAULT_CHUNK_ROWS):
-        super().__init__(symbol)
+                 symbol: str = "TQQQ", chunk_rows: int = DEFAULT_CHUNK_ROWS, increment: Decimal = CENT):
+        super().__init__(symbol, increment)
         self.params = dict(start_price=start_price, volatility=volatility, drift=drift, interval=interval,
-                           start=start, substeps=substeps)
+                           start=start, substeps=substeps, increment=increment)
         self.seed = int(seed)
         self.bars = int(bars)
         self.chunk_rows = int(chunk_rows)

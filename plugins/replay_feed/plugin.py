@@ -124,11 +124,14 @@ def make_replay_feed(config: ReplayFeedConfig, env: BuildEnv) -> FileFeed | Synt
     """
     from .feed import FileFeed, SyntheticFeed
 
+    increment = env.instrument(config.symbol).increment  # prices in its units (cents by default)
     if config.data is not None:
-        return FileFeed(env.resolve(config.data), symbol=config.symbol, chunk_rows=config.chunk_rows)
+        return FileFeed(env.resolve(config.data), symbol=config.symbol, chunk_rows=config.chunk_rows,
+                        increment=increment)
     s = config.synthetic or SyntheticConfig()
     return SyntheticFeed(seed=s.seed, bars=s.bars, start_price=s.start_price, volatility=s.volatility,
-                         drift=s.drift, interval=s.interval, symbol=config.symbol, chunk_rows=config.chunk_rows)
+                         drift=s.drift, interval=s.interval, symbol=config.symbol, chunk_rows=config.chunk_rows,
+                         increment=increment)
 
 
 def synth_command(out: Path, bars: int, seed: int, volatility: float, start_price: float, interval: int) -> int:

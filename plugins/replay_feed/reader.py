@@ -11,19 +11,21 @@ The kind is detected from the header: ``close`` makes bars, else ``price`` ticks
 (the first present in that order; a ``date`` column plus a ``time`` column are joined). See
 :mod:`.times` for the timestamp forms; naive times are America/New_York.
 
-Prices become whole cents as they are read, half up (:func:`to_cents`).
+Prices become whole cents as they are read, half up (:func:`to_cents`), or whole units of the
+instrument's increment when it declares another one (:func:`to_units`; ``Scan(increment=...)``).
 
 Bad rows are skipped and counted, never fatal. The reasons, checked in this order (a row counts
 once, under its first reason):
 
 ``unparseable``
     a field that cannot be read: a time that is not an ISO timestamp, a price that is not a
-    number (or is empty, or too large to be a price: above $1e12), a line with the wrong number
+    number (or is empty, or too large to be a price: above $1e12, or 1e14 increments of a
+    declared instrument), a line with the wrong number
     of fields.
 ``not_finite``
     a NaN or infinite price.
 ``not_positive``
-    a price <= 0 once rounded to cents (so 0.004 is 0 cents: bad).
+    a price <= 0 once rounded to cents (so 0.004 is 0 cents: bad), or to the increment.
 ``high_below_low`` (bars), ``crossed_quote`` (quotes: ask < bid)
 ``not_after_previous``
     a timestamp not later than the last accepted row's (a duplicate, or time going back). A
@@ -46,11 +48,14 @@ import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+
+from bothost.model import CENT
 
 from . import arrow
 from .errors import DataError
@@ -69,6 +74,8 @@ INT64_MIN = np.iinfo(np.int64).min
 
 #: Prices above this many dollars are not prices (and would not fit int64 cents exactly).
 MAX_PRICE = 1e12
+#: The same bound in units of any increment (MAX_PRICE in cents).
+MAX_UNITS = 10**14
 
 #: Relative nudge for rounding half up on float64; see :func:`to_cents`.
 ROUND_EPS = 1e-13
@@ -80,7 +87,8 @@ ROUND_EPS = 1e-13
 
 
 def to_cents(x: np.ndarray) -> np.ndarray:
-    """Dollars (float64) -> int64 cents, half up: ``floor(100x + 0.5 + |100x| * 1e-13)``.
+    """Dollars (float64) -> int64 cents, half up: ``floor(100x + 0.5 + |100x| * 1e-13)``
+    (:func:`to_units` in cents, the default instrument).
 
     Why the nudge: the text is the truth, but float64 cannot hold most decimals: "1.005" reads
     as 1.00499999999999989..., so a plain ``floor(100x + 0.5)`` would give 100 where the text
@@ -100,6 +108,39 @@ def to_cents(x: np.ndarray) -> np.ndarray:
     t += 0.5
     np.floor(t, out=t)
     return t.astype(np.int64)
+
+
+def unit_scale(increment: Decimal) -> tuple[float, bool]:
+    """How a float price becomes units of ``increment`` in one correctly rounded float
+    operation: ``(factor, True)`` to multiply by (1/increment is a whole number: 0.01, 0.0001,
+    0.005, 0.25), else ``(float(increment), False)`` to divide by (0.3, 5)."""
+    inverse = 1 / increment
+    if inverse == inverse.to_integral_value():
+        return float(inverse), True
+    return float(increment), False
+
+
+def to_units(x: np.ndarray, increment: Decimal = CENT) -> np.ndarray:
+    """Prices (float64) -> int64 units of ``increment``, half up, exactly as :func:`to_cents`
+    does for cents (the same nudge, on the price in units: one multiplication or division is
+    off by at most half an ulp, as ``x * 100`` is). Values must be finite and at most
+    :func:`max_price` of the increment."""
+    if increment == CENT:
+        return to_cents(x)
+    factor, multiply = unit_scale(increment)
+    y = x * factor if multiply else x / factor
+    t = np.abs(y)
+    t *= ROUND_EPS
+    t += y
+    t += 0.5
+    np.floor(t, out=t)
+    return t.astype(np.int64)
+
+
+def max_price(increment: Decimal = CENT) -> float:
+    """The largest price read as a price: :data:`MAX_PRICE` dollars in cents, the same 1e14
+    units in any increment (float64 holds whole numbers exactly only below 2**53, about 9e15)."""
+    return MAX_PRICE if increment == CENT else float(MAX_UNITS * increment)
 
 
 _NUMBER = (
@@ -355,10 +396,14 @@ class Scan:
     after the pass, ``typed`` tells which way finished.
     """
 
-    def __init__(self, layout: Layout, chunk_rows: int = DEFAULT_CHUNK_ROWS, typed: bool | None = None):
+    def __init__(self, layout: Layout, chunk_rows: int = DEFAULT_CHUNK_ROWS, typed: bool | None = None,
+                 increment: Decimal = CENT):
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
         self.layout = layout
+        #: prices are read as units of this increment (the instrument's; cents by default)
+        self.increment = increment
+        self.max_price = max_price(increment)
         self.chunk_rows = int(chunk_rows)
         self.counts = Counts(layout.reasons)
         self.typed = (layout.time_hint is not None) if typed is None else (typed and layout.time_hint is not None)
@@ -409,7 +454,7 @@ class Scan:
         inrange = good.copy()
         for v, ok in values:
             inrange &= ok
-            inrange &= np.abs(v) <= MAX_PRICE
+            inrange &= np.abs(v) <= self.max_price
         unparseable = not_finite = None
         if not inrange.all():
             unparseable = ~good
@@ -417,23 +462,25 @@ class Scan:
             for v, ok in values:
                 unparseable |= ~ok
                 fin = np.isfinite(v)
-                unparseable |= fin & (np.abs(v) > MAX_PRICE)
+                unparseable |= fin & (np.abs(v) > self.max_price)
                 finite &= fin
             not_finite = ~unparseable & ~finite
             good = inrange
-        cents = [to_cents(np.where(good, v, 1.0)) if unparseable is not None else to_cents(v) for v, _ in values]
+        inc = self.increment
+        units = [to_units(np.where(good, v, 1.0), inc) if unparseable is not None else to_units(v, inc)
+                 for v, _ in values]  # units of the increment
 
-        positive = cents[0] > 0
-        for c in cents[1:]:
+        positive = units[0] > 0
+        for c in units[1:]:
             positive &= c > 0
         not_positive = good & ~positive
         good = good & positive
         crossed = None
         if kind == BARS:
-            crossed = good & (cents[1] < cents[2])  # high < low
+            crossed = good & (units[1] < units[2])  # high < low
             good &= ~crossed
         elif kind == QUOTES:
-            crossed = good & (cents[1] < cents[0])  # ask < bid
+            crossed = good & (units[1] < units[0])  # ask < bid
             good &= ~crossed
 
         # Time order: later than the running max of the otherwise-valid rows before it.
@@ -458,11 +505,11 @@ class Scan:
         by["not_after_previous"] += int(late.sum())
 
         if accepted.all():
-            out_t, out_p = ts, cents
+            out_t, out_p = ts, units
         else:
             idx = np.flatnonzero(accepted)
-            out_t, out_p = ts[idx], [c[idx] for c in cents]
+            out_t, out_p = ts[idx], [c[idx] for c in units]
         if kind == QUOTES:
-            out_p = [(out_p[0] + out_p[1] + 1) // 2]  # the midpoint in cents, half up
+            out_p = [(out_p[0] + out_p[1] + 1) // 2]  # the midpoint in units, half up
         counts.accepted += len(out_t)
         return Accepted(out_t, tuple(out_p))

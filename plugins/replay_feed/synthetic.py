@@ -21,12 +21,15 @@ import math
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 
+from bothost.model import CENT
+
 from . import arrow
-from .reader import Accepted, to_cents
+from .reader import Accepted, to_units
 from .textfmt import Lines
 from .times import NS, parse_timestamps
 
@@ -80,7 +83,7 @@ def _fold(path: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def _blocks(seed: int, bars: int, start_price: float, volatility: float, drift: float,
             interval: float, t0: int, substeps: int,
-            band: tuple[float, float] | None = None) -> Iterator[dict[str, np.ndarray]]:
+            band: tuple[float, float] | None = None, increment: Decimal = CENT) -> Iterator[dict[str, np.ndarray]]:
     dt = interval / substeps / TRADING_SECONDS_PER_YEAR
     mu = (drift - 0.5 * volatility * volatility) * dt
     sd = volatility * math.sqrt(dt)
@@ -110,7 +113,7 @@ def _blocks(seed: int, bars: int, start_price: float, volatility: float, drift: 
             np.maximum(hi, path[:, j], out=hi)
             np.minimum(lo, path[:, j], out=lo)
         volume = rng.integers(1, 100, nb, dtype=np.int64) * 100
-        cents = [np.maximum(to_cents(np.exp(x)), 1) for x in (opn, hi, lo, close)]
+        cents = [np.maximum(to_units(np.exp(x), increment), 1) for x in (opn, hi, lo, close)]
         yield {
             "time_ns": t0 + (first + np.arange(nb, dtype=np.int64)) * interval_ns,
             "open": cents[0],
@@ -124,9 +127,10 @@ def _blocks(seed: int, bars: int, start_price: float, volatility: float, drift: 
 def generate_bars(seed: int = 7, bars: int = 20_000, *, start_price: float = 50.0, volatility: float = 0.6,
                   drift: float = 0.0, interval: float = 60, start: str | int | datetime | None = None,
                   substeps: int = DEFAULT_SUBSTEPS, band: tuple[float, float] | None = None,
-                  chunk_bars: int = DEFAULT_CHUNK_BARS) -> Iterator[dict[str, np.ndarray]]:
+                  chunk_bars: int = DEFAULT_CHUNK_BARS, increment: Decimal = CENT) -> Iterator[dict[str, np.ndarray]]:
     """Yield chunks of ``chunk_bars`` bars (the last one shorter) as dicts of int64 arrays:
-    ``time_ns`` (UTC), ``open``, ``high``, ``low``, ``close`` (cents), ``volume`` (shares).
+    ``time_ns`` (UTC), ``open``, ``high``, ``low``, ``close`` (cents, or units of ``increment``),
+    ``volume`` (shares).
     ``band=(low, high)`` reflects the price between two walls (a range-bound market).
 
     The same seed and parameters give the same bars whatever ``chunk_bars`` is.
@@ -139,7 +143,7 @@ def generate_bars(seed: int = 7, bars: int = 20_000, *, start_price: float = 50.
     have = 0
     if band is not None and not (0 < band[0] < start_price < band[1]):
         raise ValueError(f"band {band} must hold the start price {start_price} strictly inside it")
-    for block in _blocks(seed, bars, start_price, volatility, drift, interval, t0, substeps, band):
+    for block in _blocks(seed, bars, start_price, volatility, drift, interval, t0, substeps, band, increment):
         pending.append(block)
         have += len(block["time_ns"])
         while have >= chunk_bars:

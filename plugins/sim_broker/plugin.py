@@ -90,6 +90,8 @@ class SimBroker:
     def __init__(self, config: SimBrokerConfig, env: BuildEnv):
         self.config = config
         self.path = env.state_dir / config.database
+        #: the declared instruments' increments (a symbol not in it trades in cents)
+        self.increments = {symbol: i.increment for symbol, i in env.instruments.items()}
         self.store: VenueStore | None = None
         self.venue: Venue | None = None
         self._emit: Emit = lambda event: None
@@ -107,7 +109,8 @@ class SimBroker:
         if self.venue is not None:
             return
         commission = Commission(self.config.commission_per_share, self.config.commission_min)
-        self.venue = Venue(self._emit, commission, self.config.partial_fill_shares, self.config.like())
+        self.venue = Venue(self._emit, commission, self.config.partial_fill_shares, self.config.like(),
+                           self.increments)
         self.store = VenueStore(self.path)
         self.store.load(self.venue)
         # The engine calls these once per order or handled tick: straight to the venue, without

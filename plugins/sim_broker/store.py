@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bothost.errors import InputError
 from bothost.state import state_write
-from bothost.model import Fill, OrderStatus, OrderType, Side
+from bothost.model import CENT, Fill, OrderStatus, OrderType, Side
 
 from .venue import SimOrder, Venue
 
@@ -205,6 +205,7 @@ class VenueStore:
             order.aux, order.ref, order.placed_ns, order.status = aux, ref, placed, OrderStatus(status)
             order.triggered, order.fresh, order.value = bool(trig), bool(fresh), value
             order.tif, order.outside_rth = tif, bool(rth)
+            order.increment = venue.increments.get(symbol, CENT)  # the units limit_cents counts
             if order.status is OrderStatus.INACTIVE:
                 venue.orders[order.id] = order  # parked: listed, never matched
                 continue

@@ -1,8 +1,11 @@
 """The simulated exchange: an order book matched against ticks, by the rules of sim-venue.md.
 
 Pure in-memory state and logic; persistence lives in ``store.py`` and the broker adapter in
-``plugin.py``. Prices are integer cents (the venue trades in cents); Decimal appears only where
-values leave the venue (fills and snapshots).
+``plugin.py``. Prices are integers: units of each symbol's price increment (cents unless its
+instrument declares another; see :class:`bothost.model.Instrument`); Decimal appears only where
+values leave the venue (fills and snapshots). A limit that is not a whole number of increments
+is rejected, as a real exchange rejects a price off its tick size. ``cash`` counts units too: it
+is exact in money for a venue whose symbols share one increment (every replay: one symbol).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from bothost.hookspecs import BrokerUnavailable
 from bothost.model import (
+    CENT,
     CommissionReport,
     Fill,
     OpenOrder,
@@ -26,6 +30,8 @@ from bothost.model import (
     OrderUpdate,
     Position,
     Side,
+    exact_units,
+    units_to_price,
 )
 
 NO_SELL = 1 << 62  # quiet_band's "hi" with no SELL resting
@@ -42,10 +48,11 @@ class SimOrder:
 
     __slots__ = (
         "id", "seq", "symbol", "side", "quantity", "filled", "limit", "aux", "order_type", "ref",
-        "placed_ns", "status", "triggered", "fresh", "value", "tif", "outside_rth",
+        "placed_ns", "status", "triggered", "fresh", "value", "tif", "outside_rth", "increment",
     )
 
-    def __init__(self, id: int, seq: int, req: OrderRequest, limit: int, aux: int | None, placed_ns: int):
+    def __init__(self, id: int, seq: int, req: OrderRequest, limit: int, aux: int | None, placed_ns: int,
+                 increment: Decimal = CENT):
         self.id = id
         self.seq = seq
         self.symbol = req.symbol
@@ -63,6 +70,7 @@ class SimOrder:
         self.value = 0  # Σ quantity × price in cents, for the average fill price
         self.tif = req.tif
         self.outside_rth = req.outside_rth
+        self.increment = increment  # the symbol's: limit, aux and value count units of it
 
     def wake_price(self) -> int:
         """The price at which this order can next change state (trigger or fill)."""
@@ -72,6 +80,9 @@ class SimOrder:
         if not self.filled:
             return None
         value, filled = self.value, self.filled
+        inc = self.increment
+        if inc is not CENT:
+            return _average(value, filled, inc)
         if value % filled == 0:  # all at one price (or averaging to whole cents): exact
             return _dollars(value // filled)
         return (Decimal(value) / filled / 100).quantize(AVG_QUANTUM, rounding=ROUND_HALF_UP).normalize()
@@ -79,8 +90,8 @@ class SimOrder:
     def to_open_order(self) -> OpenOrder:
         return OpenOrder(
             order_id=str(self.id), symbol=self.symbol, side=self.side, quantity=self.quantity,
-            filled=self.filled, limit=Decimal(self.limit).scaleb(-2), order_type=self.order_type,
-            aux=None if self.aux is None else Decimal(self.aux).scaleb(-2), ref=self.ref,
+            filled=self.filled, limit=units_to_price(self.limit, self.increment), order_type=self.order_type,
+            aux=None if self.aux is None else units_to_price(self.aux, self.increment), ref=self.ref,
             placed_ns=self.placed_ns, client_id=0, avg_fill_price=self.avg_price(), status=self.status,
         )
 
@@ -150,8 +161,11 @@ class Venue:
     """The book. ``emit`` receives OrderUpdate events (cancels, completions, rejections)."""
 
     def __init__(self, emit: Callable[[object], None], commission: Commission,
-                 partial_fill_shares: int | None = None, like: BrokerLike | None = None):
+                 partial_fill_shares: int | None = None, like: BrokerLike | None = None,
+                 increments: dict[str, Decimal] | None = None):
         self.emit = emit
+        #: symbol -> price increment, for the symbols whose instrument is not priced in cents
+        self.increments: dict[str, Decimal] = {s: i for s, i in (increments or {}).items() if i != CENT}
         self.commission = commission
         self.partial_fill_shares = partial_fill_shares
         self.like = like or BrokerLike()
@@ -213,11 +227,16 @@ class Venue:
     def place(self, req: OrderRequest) -> str:
         oid = self.next_order_id
         self.next_order_id += 1
-        limit = _cents(req.limit)
-        aux = None if req.aux is None else _cents(req.aux)
+        inc = self.increments.get(req.symbol, CENT) if self.increments else CENT
+        if inc is CENT:
+            limit = _cents(req.limit)
+            aux = None if req.aux is None else _cents(req.aux)
+        else:
+            limit = exact_units(req.limit, inc)
+            aux = None if req.aux is None else exact_units(req.aux, inc)
         # The usual order is valid: only a doubtful one is looked at closely.
-        problem = _check(req, limit, aux) if (limit is None or req.quantity <= 0
-                                              or (aux is None and req.aux is not None)) else ""
+        problem = _check(req, limit, aux, inc) if (limit is None or req.quantity <= 0
+                                                   or (aux is None and req.aux is not None)) else ""
         like = self.like
         if problem:
             self.emit(OrderUpdate(str(oid), self.clock_ns or 0, OrderStatus.REJECTED, req.symbol, req.side,
@@ -232,7 +251,7 @@ class Venue:
             return str(oid)
         if req.order_type is LIT and aux is None:
             aux = limit
-        order = SimOrder(oid, oid, req, limit, aux, self.clock_ns or 0)
+        order = SimOrder(oid, oid, req, limit, aux, self.clock_ns or 0, inc)
         if like.inactive_refs and like.matches(like.inactive_refs, req.ref):
             order.status = OrderStatus.INACTIVE  # parked: listed, cancellable, never matched
             self.orders[oid] = order
@@ -433,7 +452,9 @@ class Venue:
         order_id = str(order.id)
         # exec_id, order_id, time_ns, symbol, side, quantity, price, commission, ref,
         # order_quantity, order_filled, order_avg_price (positional: once per fill)
-        fill = Fill(exec_id, order_id, time_ns, sym, order.side, qty, _dollars(price), commission, order.ref,
+        inc = order.increment
+        fill = Fill(exec_id, order_id, time_ns, sym, order.side, qty,
+                    _dollars(price) if inc is CENT else units_to_price(price, inc), commission, order.ref,
                     order.quantity, order.filled, order.avg_price())
         self.unsaved.append(fill)
         if self.like.commission_later:
@@ -463,6 +484,10 @@ class Venue:
         out = []
         for sym, qty in sorted(self.position.items()):
             if qty:
+                inc = self.increments.get(sym, CENT)
+                if inc is not CENT:
+                    out.append(Position(sym, qty, _average(self.cost.get(sym, 0), qty, inc, exact=False)))
+                    continue
                 avg = (Decimal(self.cost.get(sym, 0)) / qty / 100).quantize(AVG_QUANTUM, rounding=ROUND_HALF_UP)
                 out.append(Position(sym, qty, avg.normalize()))
         return tuple(out)
@@ -487,7 +512,17 @@ def _dollars(cents: int) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
-def _check(req: OrderRequest, limit: int | None, aux: int | None) -> str:
+def _average(value: int, quantity: int, increment: Decimal, exact: bool = True) -> Decimal:
+    """``value`` units over ``quantity`` shares as a price in a declared increment: exact when it
+    is a whole number of increments (and ``exact``), else to AVG_QUANTUM or a ten-thousandth of
+    the increment, whichever is finer."""
+    if exact and value % quantity == 0:
+        return units_to_price(value // quantity, increment)
+    quantum = min(AVG_QUANTUM, increment.scaleb(-4))
+    return (Decimal(value) * increment / quantity).quantize(quantum, rounding=ROUND_HALF_UP).normalize()
+
+
+def _check(req: OrderRequest, limit: int | None, aux: int | None, increment: Decimal = CENT) -> str:
     """Why the venue refuses an order, or '' (as a real broker would reject it)."""
     if req.quantity <= 0:
         return f"quantity must be positive, got {req.quantity}"
@@ -495,5 +530,8 @@ def _check(req: OrderRequest, limit: int | None, aux: int | None) -> str:
         if value is not None and cents is None:
             if not value.is_finite() or value <= 0:
                 return f"{name} price must be positive, got {value}"
-            return f"{name} price {value} is not a whole number of cents (the venue trades in cents)"
+            if increment is CENT:
+                return f"{name} price {value} is not a whole number of cents (the venue trades in cents)"
+            return (f"{name} price {value} is not a whole number of {req.symbol}'s price increment {increment} "
+                    f"(round it to the increment: ctx.instrument.round(price))")
     return ""

@@ -30,7 +30,6 @@ from bothost.model import (
     OrderUpdate,
     Side,
     Tick,
-    cents_to_decimal,
     realized_pnl,
 )
 
@@ -289,7 +288,7 @@ class Book:
                 self._sync_ticks(ctx)
 
     def _place_entry(self, ctx, tick: Tick) -> None:
-        last = cents_to_decimal(tick.price)
+        last = ctx.price(tick.price)  # the tick's units of the instrument's increment (TQQQ: cents)
         limit = l0_limit(last, self.params.l0_buffer)
         qty = self.lot_map.shares[0]
         req = entry_request(self.params, self.strategy_id, qty, limit, last, tick.time_ns)
