@@ -26,7 +26,7 @@ from .plot_worker import PlotWorker
 from .errors import InputError
 from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutions,
                         LiveAwareSettings, MatchingVenue, ReplayFeed, ReportsFeedStats, ReportsHoldings,
-                        SharesBrokerConnection, TradesSymbol)
+                        SharesBrokerConnection, TradesSymbol, hookimpl)
 from .journal import ExecutionJournal
 from .model import Holdings
 from .replay import ReplayDriver
@@ -98,6 +98,25 @@ def check_pairing(run, broker, feed) -> None:
                  "or use a live feed with this broker")
 
 
+def traded_symbols(strategies) -> list[str]:
+    """The symbols the built strategies trade (hookspecs.TradesSymbol), in config order."""
+    return list(dict.fromkeys(instance.symbol for _, instance in strategies if isinstance(instance, TradesSymbol)))
+
+
+class LastPrices:
+    """The last price of each symbol, when the strategies trade several: each strategy's position
+    is marked to its own symbol's price (the run's price picture mixes them, so it is not drawn)."""
+
+    NAME = "host:last_prices"
+
+    def __init__(self) -> None:
+        self.units: dict[str, int] = {}
+
+    @hookimpl
+    def on_tick(self, tick) -> None:
+        self.units[tick.symbol] = tick.price
+
+
 def check_one_venue_symbol(run, broker, strategies) -> None:
     """The simulated venue matches the ticks of one symbol against all its orders: strategies on
     several symbols need a real broker (one connection, a book per symbol), or a run each."""
@@ -144,6 +163,8 @@ async def _execute_locked(run, pm, opts: RunOptions, console: Console, started: 
     check_pairing(run, broker, feed)
     strategies = [(s.id, build(s, env)) for s in run.strategies]
     check_one_venue_symbol(run, broker, strategies)
+    if len(traded_symbols(strategies)) > 1:  # before the engine resolves its hook callers
+        pm.register(LastPrices(), name=LastPrices.NAME)
     for i, section in enumerate(run.notify):
         pm.register(build(section, env), name=f"notifier:{i}:{section.use}")
     # Only a run that will draw equity.png starts the worker (it imports matplotlib on the
@@ -420,6 +441,9 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         mark = time.perf_counter()
         stats = report.collect_fills(executions.iter_executions(None), describe)
         t, p, equity, capital = report.equity_curve(stats, *sampler.arrays())
+        last_prices = pm.get_plugin(LastPrices.NAME)
+        if last_prices is not None:
+            t = t[:0]  # the price picture interleaves the symbols' prices: no equity.png of it
         # The plot worker draws while this process writes fills.csv: two cores, two jobs.
         plotting = len(t) > 0 and _submit_plot(worker, opts, out, t, p, equity, capital, stats)
         report.write_fills(out / "fills.csv", executions.iter_executions(None), stats.levels)
@@ -448,9 +472,16 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
             if held is not None:
                 summary["open_position"], open_cost = held
         marked = _marked(summary["open_position"], open_cost, sampler.last, stats, equity)
+        by_strategy = None
+        if last_prices is not None:
+            by_strategy = _by_strategy(engine, executions, describe, last_prices.units)
+            summary["open_position"] = None  # shares of different symbols do not add up
+            marked = _marked_totals(by_strategy, stats)
         keys = list(summary)
         at = keys.index("open_position") + 1
         summary = {**{k: summary[k] for k in keys[:at]}, **marked, **{k: summary[k] for k in keys[at:]}}
+        if by_strategy is not None:
+            summary["by_strategy"] = by_strategy
         mark = time.perf_counter()
         if len(t):
             _finish_plot(worker, opts, out, plotting, t, p, equity, capital, stats)
@@ -472,6 +503,61 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
     if engine.alert is not None:
         summary["alert"] = engine.alert.render()
     return summary
+
+
+def _by_strategy(engine: Engine, executions, describe, last_units: dict[str, int]) -> dict[str, dict]:
+    """Each strategy's own part of the run, from its symbol's executions (one strategy per
+    symbol: validate refuses two), its position marked to its own symbol's last price."""
+    held = _holdings(engine)
+    live = engine.journal is not None or engine.journal_failed
+    fmt = lambda v: None if v is None else str(report.money(v))  # noqa: E731
+    out: dict[str, dict] = {}
+    for ctx in engine.contexts:
+        if ctx.symbol is None:
+            continue
+        stats = report.collect_fills((e for e in executions.iter_executions(None) if e.symbol == ctx.symbol),
+                                     describe)
+        holding = held.get(ctx.strategy_id)
+        shares, open_cost = (stats.positions[-1] if stats.positions else 0), stats.open_cost
+        if live and holding is not None:  # the journal need not start from an empty account
+            shares, open_cost = holding.shares, holding.open_cost
+        last = last_units.get(ctx.symbol)
+        # the last price in its instrument's increment, as the cents Mark.of reads (exact Decimals)
+        mark = report.Mark.of(shares, open_cost, None if last is None else ctx.price(last) * 100)
+        net = stats.realized_pnl - stats.fees
+        out[ctx.strategy_id] = {
+            "symbol": ctx.symbol,
+            "fills": stats.buy_fills + stats.sell_fills,
+            "buy_fills": stats.buy_fills,
+            "sell_fills": stats.sell_fills,
+            "round_trips": stats.round_trips,
+            "realized_pnl": fmt(stats.realized_pnl),
+            "fees": fmt(stats.fees),
+            "net_realized_pnl": fmt(net),
+            "open_lots": None if holding is None else len(holding.lots),
+            "open_position": shares,
+            "last_price": fmt(mark.last_price),
+            "open_cost": fmt(mark.open_cost),
+            "market_value": fmt(mark.market_value),
+            "unrealized_pnl": fmt(mark.unrealized_pnl),
+            "total_pnl": fmt(None if mark.unrealized_pnl is None else net + mark.unrealized_pnl),
+        }
+    return out
+
+
+def _marked_totals(by_strategy: dict[str, dict], stats) -> dict:
+    """The top-level marks of a run on several symbols: sums where they add up (money), no
+    single last price or equity curve (their prices are different instruments')."""
+    def total(key: str) -> str | None:
+        values = [row[key] for row in by_strategy.values()]
+        return None if not values or None in values else str(report.money(sum(map(Decimal, values))))
+
+    unrealized = total("unrealized_pnl")
+    net = stats.realized_pnl - stats.fees
+    return {"last_price": None, "open_cost": total("open_cost"), "market_value": total("market_value"),
+            "unrealized_pnl": unrealized,
+            "total_pnl": None if unrealized is None else str(report.money(net + Decimal(unrealized))),
+            "equity": None, "lowest_equity": None}
 
 
 def _warnings(engine: Engine) -> list[dict]:
@@ -543,6 +629,7 @@ def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:
     """What `bothost status` shows: each strategy's records, the run's counters, any alert."""
     atomic_write_json(state_dir / "status.json", {
         "strategies": {ctx.strategy_id: ctx.recorded() for ctx in engine.contexts},
+        "symbols": {ctx.strategy_id: ctx.symbol for ctx in engine.contexts},
         # the host's words for what each strategy holds (hookspecs.ReportsHoldings)
         "holdings": {sid: h.as_dict() for sid, h in _holdings(engine).items()},
         "summary": summary,

@@ -54,10 +54,18 @@ def render_status(console: Console, state_dir: Path) -> None:
         raise InputError("no run has written a status here yet", state_dir,
                          hint="run the bot first (bothost run CONFIG), or pass --state DIR")
     console.print(f"state folder: {state_dir}  (written {status.get('written_at', '?')})", markup=False)
+    symbols = status.get("symbols") or {}
     for sid, records in (status.get("strategies") or {}).items():
+        # several strategies, each on its own symbol: the symbol beside the strategy's name
+        name = f"{sid} ({symbols[sid]})" if len(symbols) > 1 and symbols.get(sid) else sid
         for key, value in records.items():
-            _render(console, f"{sid}: {key}", value)
+            _render(console, f"{name}: {key}", value)
     summary = status.get("summary") or {}
-    _render(console, "last run", {k: v for k, v in summary.items() if k != "alert"})
+    _render(console, "last run", {k: v for k, v in summary.items() if k not in ("alert", "by_strategy")})
+    by_strategy = summary.get("by_strategy")
+    if isinstance(by_strategy, dict) and by_strategy:
+        # one row per strategy and symbol; the run's table above has the totals
+        _render(console, "last run, per strategy",
+                [{"strategy": sid, **row} for sid, row in by_strategy.items() if isinstance(row, dict)])
     if status.get("alert"):
         console.print(f"[bold red]last alert[/]\n{status['alert']}")
