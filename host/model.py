@@ -69,9 +69,9 @@ def increment_problem(value: Decimal) -> str:
     with at most :data:`MAX_INCREMENT_DECIMALS` decimals. Any step is allowed, not only powers of
     ten (0.0001, 0.005, 0.25 and 5 all are)."""
     if not value.is_finite() or value <= 0:
-        return f"a price increment must be a number above 0, got {value}"
+        return "a price increment must be a number above 0"
     if value.normalize().as_tuple().exponent < -MAX_INCREMENT_DECIMALS:  # type: ignore[operator]
-        return f"a price increment has at most {MAX_INCREMENT_DECIMALS} decimals, got {value}"
+        return f"a price increment has at most {MAX_INCREMENT_DECIMALS} decimals"
     return ""
 
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .model import CENT, Fill, Side, realized_pnl
+from .model import CENT, Fill, Side, realized_pnl, units_to_price
 
 FILLS_HEADER = ["time", "symbol", "side", "level", "quantity", "price", "commission", "order_id", "order_ref"]
 EXCHANGE_TZ = ZoneInfo("America/New_York")
@@ -61,7 +61,7 @@ class PriceSampler:
         self.per_chunk = per_chunk
         self.times: list[np.ndarray] = []
         self.prices: list[np.ndarray] = []
-        self.last: tuple[int, int] | None = None  # the newest tick (time_ns, cents): the mark
+        self.last: tuple[int, int] | None = None  # the newest tick (time_ns, price units): the mark
 
     def __call__(self, times: np.ndarray, prices: np.ndarray) -> None:
         n = len(prices)
@@ -252,10 +252,11 @@ class Mark:
     unrealized_pnl: Decimal | None
 
     @classmethod
-    def of(cls, shares: int, open_cost: Decimal, last_cents: int | None) -> Mark:
-        if last_cents is None:
+    def of(cls, shares: int, open_cost: Decimal, last_units: int | None, increment: Decimal = CENT) -> Mark:
+        """``last_units``: the last price in units of the symbol's increment (cents by default)."""
+        if last_units is None:
             return cls(None, open_cost, None, None if shares else Decimal(0))
-        price = Decimal(last_cents) / 100
+        price = Decimal(last_units) / 100 if increment == CENT else units_to_price(last_units, increment)
         value = shares * price
         return cls(price, open_cost, value, value - open_cost)
 
@@ -308,11 +309,18 @@ class _Memo(dict):
         return text
 
 
+def fill_price_text(value: Decimal) -> str:
+    """A fill price as fills.csv writes it: two decimals when it is whole cents (97.00), else
+    every decimal it has (a 0.0001 instrument's 49.9988): never rounded. Equal prices print the
+    same (the memo of printed prices is keyed by value)."""
+    return f"{value:.2f}" if value == value.quantize(CENT) else f"{value.normalize():f}"
+
+
 def write_fills(path: Path, fills: Iterable[Fill], levels: Iterable[int | None]) -> None:
     """fills.csv, one row per execution in order, streamed (rows handed to the writer in
     batches) to a temp file then renamed."""
     iso = _IsoTimes()
-    price_text = _Memo(lambda v: f"{v:.2f}")
+    price_text = _Memo(fill_price_text)
     money_text = _Memo(money)
     tmp = path.with_name(path.name + ".tmp")
     levels = iter(levels)
@@ -338,10 +346,11 @@ def write_fills(path: Path, fills: Iterable[Fill], levels: Iterable[int | None])
 _END = object()
 
 
-def equity_curve(stats: FillStats, sample_t: np.ndarray, sample_p: np.ndarray):
-    """Equity (P&L after fees, marked to the price) and capital committed at each sample."""
+def equity_curve(stats: FillStats, sample_t: np.ndarray, sample_p: np.ndarray, increment: Decimal = CENT):
+    """Equity (P&L after fees, marked to the price) and capital committed at each sample.
+    ``sample_p`` counts units of ``increment`` (cents by default); the prices returned are floats."""
     order = np.argsort(sample_t, kind="stable")
-    t, p = sample_t[order], sample_p[order] / 100.0
+    t, p = sample_t[order], (sample_p[order] / 100.0 if increment == CENT else sample_p[order] * float(increment))
     if len(stats.times):
         ft = np.asarray(stats.times, dtype=np.int64)
         idx = np.searchsorted(ft, t, side="right") - 1

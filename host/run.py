@@ -28,7 +28,7 @@ from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecut
                         LiveAwareSettings, MatchingVenue, ReplayFeed, ReportsFeedStats, ReportsHoldings,
                         SharesBrokerConnection, TradesSymbol, hookimpl)
 from .journal import ExecutionJournal
-from .model import Holdings
+from .model import CENT, Holdings
 from .replay import ReplayDriver
 from .state import (StateStore, atomic_write_json, check_out_dir, drop_damaged_picture, ensure_state_dir,
                     is_disk_full, lock_state_dir, state_write, watch_state_writes)
@@ -440,7 +440,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         opts.title = opts.title or str(run.path)
         mark = time.perf_counter()
         stats = report.collect_fills(executions.iter_executions(None), describe)
-        t, p, equity, capital = report.equity_curve(stats, *sampler.arrays())
+        t, p, equity, capital = report.equity_curve(stats, *sampler.arrays(), _picture_increment(engine))
         last_prices = pm.get_plugin(LastPrices.NAME)
         if last_prices is not None:
             t = t[:0]  # the price picture interleaves the symbols' prices: no equity.png of it
@@ -471,7 +471,8 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
             held = _held_by_strategies(engine)
             if held is not None:
                 summary["open_position"], open_cost = held
-        marked = _marked(summary["open_position"], open_cost, sampler.last, stats, equity)
+        marked = _marked(summary["open_position"], open_cost, sampler.last, stats, equity,
+                         _picture_increment(engine))
         by_strategy = None
         if last_prices is not None:
             by_strategy = _by_strategy(engine, executions, describe, last_prices.units)
@@ -579,17 +580,25 @@ def _held_by_strategies(engine: Engine) -> tuple[int, Decimal] | None:
     return sum(h.shares for h in held.values()), sum((h.open_cost for h in held.values()), Decimal(0))
 
 
-def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats, curve) -> dict:
+def _picture_increment(engine: Engine) -> Decimal:
+    """The increment the price picture's integers count: the strategies' instrument (a replay
+    has one symbol), cents when they have none or trade several."""
+    increments = {ctx.instrument.increment for ctx in engine.contexts if ctx.symbol is not None}
+    return increments.pop() if len(increments) == 1 else CENT
+
+
+def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats, curve,
+            increment: Decimal = CENT) -> dict:
     """Unrealized and total P&L beside the realized: a grid deep in its levels has booked only
     its winners, and the summary must not read as a profit while the shares are under water.
 
     ``equity`` is the executions' cash (after fees, from zero) plus the shares they leave at the
     last price; ``lowest_equity`` the lowest it was on the way (the price picture's lows)."""
-    mark = report.Mark.of(shares, open_cost, None if last is None else last[1])
+    mark = report.Mark.of(shares, open_cost, None if last is None else last[1], increment)
     net = stats.realized_pnl - stats.fees
     held = stats.positions[-1] if stats.positions else 0
     cash = stats.cash_exact
-    equity = None if last is None and held else cash + held * (Decimal(last[1]) / 100 if last else 0)
+    equity = None if last is None and held else cash + held * (mark.last_price if last else 0)
     seen = [Decimal(repr(round(float(curve.min()), 2)))] if len(curve) else []
     if equity is not None:
         seen.append(equity)
