@@ -207,3 +207,18 @@ def test_a_bad_increment_is_bad_input_at_its_line(tmp_path, written, words):
 def test_a_good_instrument_validates(tmp_path):
     code, output = _validate(tmp_path, "  EURUSD: {increment: 0.0001}\n  ES: {increment: 0.25}\n")
     assert code == 0, output
+
+
+def test_live_feeds_read_prices_in_the_symbols_increment():
+    from bothost_plugins.alpaca_feed import convert as alpaca
+    from bothost_plugins.ib_broker import convert as ib
+
+    at = "2024-03-04T14:30:00Z"
+    assert alpaca.trade({"t": at, "p": 1.08425, "s": 1000}, "EURUSD", PIP).price == 10843  # half up
+    assert alpaca.trade({"t": at, "p": 97.035, "s": 5}, "TQQQ").price == 9704  # cents, as before
+    quote = alpaca.quote({"t": at, "bp": 1.0842, "ap": 1.0843}, "EURUSD", PIP)
+    assert (quote.bid, quote.ask, quote.price) == (10842, 10843, 10843)
+    bars = alpaca.bar({"t": at, "o": 0.0123, "h": 0.0131, "l": 0.0119, "c": 0.0125}, "SNDL", increment=PIP)
+    assert [t.price for t in bars] == [123, 119, 131, 125]
+    assert ib.units(0.0123, PIP) == 123 and ib.units(97.03) == ib.cents(97.03) == 9703
+    assert ib.units(float("nan"), PIP) is None

@@ -2,7 +2,8 @@
 
 The stream is read raw (``raw_data=True``) because alpaca-py's models turn the message's time
 (a msgpack Timestamp, exact nanoseconds) into a datetime, which keeps only microseconds.
-Prices arrive as floats and are converted exactly (cents, half up); a message that is not a
+Prices arrive as floats and are converted exactly (cents, half up, or units of the symbol's
+declared increment: ``increment``); a message that is not a
 usable price (NaN, zero, negative, a crossed quote, a missing field) is a bad tick: counted,
 never passed on (S3).
 """
@@ -10,8 +11,9 @@ never passed on (S3).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from bothost.model import Tick, float_to_cents
+from bothost.model import CENT, Tick, float_to_units
 
 #: A bar becomes four ticks, as the replay feed makes them: open, then low and high (low first
 #: when close >= open), then close, at 0, 1/4, 1/2 and 3/4 of the bar.
@@ -35,10 +37,10 @@ def time_ns(value) -> int | None:
     return None
 
 
-def trade(msg: dict, symbol: str) -> Tick | str:
-    """A trade message as a Tick, or the reason it is a bad tick."""
+def trade(msg: dict, symbol: str, increment: Decimal = CENT) -> Tick | str:
+    """A trade message as a Tick (its price in units of ``increment``), or the reason it is a bad tick."""
     t = time_ns(msg.get("t"))
-    cents = float_to_cents(msg.get("p"))
+    cents = float_to_units(msg.get("p"), increment)
     if t is None:
         return "no time"
     if cents is None:
@@ -47,23 +49,24 @@ def trade(msg: dict, symbol: str) -> Tick | str:
     return Tick(t, symbol, cents, int(size) if isinstance(size, (int, float)) and size == size else 0)
 
 
-def quote(msg: dict, symbol: str) -> Tick | str:
-    """A quote as a Tick at its midpoint (cents, half up), or the reason it is a bad tick."""
+def quote(msg: dict, symbol: str, increment: Decimal = CENT) -> Tick | str:
+    """A quote as a Tick at its midpoint (cents or units of ``increment``, half up), or the reason
+    it is a bad tick."""
     t = time_ns(msg.get("t"))
-    bid, ask = float_to_cents(msg.get("bp")), float_to_cents(msg.get("ap"))
+    bid, ask = float_to_units(msg.get("bp"), increment), float_to_units(msg.get("ap"), increment)
     if t is None:
         return "no time"
     if bid is None or ask is None:
         return "bid or ask not a positive number"
     if ask < bid:
         return "crossed quote"
-    mid = (bid + ask + 1) // 2  # half a cent rounds up
+    mid = (bid + ask + 1) // 2  # half a unit rounds up
     return Tick(t, symbol, mid, 0, bid, ask)
 
 
-def bar(msg: dict, symbol: str, interval_ns: int = BAR_NS) -> list[Tick] | str:
+def bar(msg: dict, symbol: str, interval_ns: int = BAR_NS, increment: Decimal = CENT) -> list[Tick] | str:
     t = time_ns(msg.get("t"))
-    o, h, lo, c = (float_to_cents(msg.get(k)) for k in ("o", "h", "l", "c"))
+    o, h, lo, c = (float_to_units(msg.get(k), increment) for k in ("o", "h", "l", "c"))
     if t is None:
         return "no time"
     if None in (o, h, lo, c):

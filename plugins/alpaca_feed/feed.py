@@ -22,7 +22,7 @@ import time
 from collections import Counter
 
 from bothost.hookspecs import BrokerUnavailable, BuildEnv, Emit
-from bothost.model import ConnectionEvent, ConnectionState
+from bothost.model import CENT, ConnectionEvent, ConnectionState
 
 from . import convert
 from .config import AlpacaFeedConfig
@@ -37,6 +37,8 @@ class AlpacaFeed:
         self.config = config
         self.symbols = config.streamed()
         self.symbol = self.symbols[0]
+        #: each symbol's price increment (its instrument; cents unless declared)
+        self._increment = {s: env.instrument(s).increment for s in self.symbols}
         self.stale_after_s = config.stale_after.total_seconds()
         self._emit: Emit = lambda event: None
         self.ticks = 0
@@ -104,13 +106,16 @@ class AlpacaFeed:
 
     # ------------------------------------------------------------------ messages
     async def _on_trade(self, msg: dict) -> None:
-        self._deliver(convert.trade(msg, self._symbol_of(msg)), msg.get("i"))
+        symbol = self._symbol_of(msg)
+        self._deliver(convert.trade(msg, symbol, self._increment.get(symbol, CENT)), msg.get("i"))
 
     async def _on_quote(self, msg: dict) -> None:
-        self._deliver(convert.quote(msg, self._symbol_of(msg)), None)
+        symbol = self._symbol_of(msg)
+        self._deliver(convert.quote(msg, symbol, self._increment.get(symbol, CENT)), None)
 
     async def _on_bar(self, msg: dict) -> None:
-        ticks = convert.bar(msg, self._symbol_of(msg))
+        symbol = self._symbol_of(msg)
+        ticks = convert.bar(msg, symbol, increment=self._increment.get(symbol, CENT))
         if isinstance(ticks, str):
             self._bad(ticks)
             return

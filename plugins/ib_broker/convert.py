@@ -28,6 +28,7 @@ from bothost.model import (
     Position,
     Side,
     float_to_cents,
+    float_to_units,
 )
 
 #: IB's "no value" double (Double.MAX_VALUE), used for unset prices.
@@ -64,6 +65,11 @@ def price(value: float | None) -> Decimal | None:
 def cents(value: float) -> int | None:
     """A trade price in whole cents, half up (None when it is not a positive finite number)."""
     return float_to_cents(value)
+
+
+def units(value: float, increment: Decimal = CENT) -> int | None:
+    """A trade price in whole units of the symbol's increment, half up (:func:`cents` for cents)."""
+    return float_to_cents(value) if increment == CENT else float_to_units(value, increment)
 
 
 def time_ns(value: datetime | int | float | None) -> int:

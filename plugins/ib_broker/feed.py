@@ -30,6 +30,8 @@ class IbFeed:
         self.config = config
         self.symbols = config.streamed()
         self.symbol = self.symbols[0]
+        #: each symbol's price increment (its instrument; cents unless declared)
+        self._increment = {s: env.instrument(s).increment for s in self.symbols}
         self.broker: IbBroker | None = None
         self._emit: Emit = lambda event: None
         self._req_tickers: dict[str, object] = {}
@@ -66,8 +68,10 @@ class IbFeed:
                  self.config.market_data_type)
 
     def _trades_of(self, symbol: str):
+        increment = self._increment[symbol]
+
         def on_trade(time_s: int, price: float, size: float, special: str) -> None:
-            cents = convert.cents(price)
+            cents = convert.units(price, increment)
             self.ticks += 1
             self.ticks_by_symbol[symbol] += 1
             # A price that is not positive goes in as 0: the engine counts it as a bad tick (S3).
