@@ -3,6 +3,7 @@ read, matched, filled and reported in units of its increment; an undeclared one 
 
 from __future__ import annotations
 
+import logging
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -222,3 +223,28 @@ def test_live_feeds_read_prices_in_the_symbols_increment():
     assert [t.price for t in bars] == [123, 119, 131, 125]
     assert ib.units(0.0123, PIP) == 123 and ib.units(97.03) == ib.cents(97.03) == 9703
     assert ib.units(float("nan"), PIP) is None
+
+
+def test_a_state_folder_made_in_one_increment_is_not_resumed_in_another(tmp_path):
+    rng = np.random.default_rng(4)
+    _ticks(tmp_path / "ticks.csv", 500_000 + np.cumsum(rng.integers(-300, 301, 400)), 4)
+    config = _grid_config(tmp_path, "ETHBTC", "0.0001")
+    state = str(tmp_path / "state")
+
+    def run(*more: str):
+        root = logging.getLogger()
+        level, handlers = root.level, list(root.handlers)
+        try:
+            return CliRunner().invoke(cli, ["run", str(config), "--state", state, "--no-progress", *more],
+                                      catch_exceptions=False)
+        finally:  # the command logs onto its terminal and the run's log file: put the root back
+            for handler in [h for h in root.handlers if h not in handlers]:
+                root.removeHandler(handler)
+                handler.close()
+            root.setLevel(level)
+
+    assert run().exit_code == 0
+    assert run().exit_code == 0  # the same increment: the same run, resumed (here: finished)
+    other = run("--set", "instruments.ETHBTC.increment=0.01")
+    assert other.exit_code == 2
+    assert "instruments.ETHBTC: '0.0001' in the state, '0.01' now" in other.output
