@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import json
 from decimal import Decimal
 import logging
@@ -29,6 +30,7 @@ from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecut
                         SharesBrokerConnection, TradesSymbol, hookimpl)
 from .journal import ExecutionJournal
 from .model import CENT, Holdings
+from .multi_replay import MultiSymbolReplayDriver, ReplaysSymbols, VenuesBySymbol
 from .replay import ReplayDriver
 from .state import (StateStore, atomic_write_json, check_out_dir, drop_damaged_picture, ensure_state_dir,
                     is_disk_full, lock_state_dir, state_write, watch_state_writes)
@@ -117,9 +119,32 @@ class LastPrices:
         self.units[tick.symbol] = tick.price
 
 
+def _venue_per_symbol(run, env: BuildEnv, feed) -> VenuesBySymbol:
+    """The config's broker built once per symbol of the replay, each in ``venues/<SYMBOL>/``."""
+    venues = {}
+    for symbol in feed.symbols:
+        folder = ensure_state_dir(env.state_dir / "venues" / symbol)
+        venue = build(run.broker, dataclasses.replace(env, state_dir=folder))
+        if not isinstance(venue, MatchingVenue):
+            check_pairing(run, venue, feed)  # a real broker never sees replayed prices: the pairing's error
+        venues[symbol] = venue
+    return VenuesBySymbol(venues)
+
+
 def check_one_venue_symbol(run, broker, strategies) -> None:
     """The simulated venue matches the ticks of one symbol against all its orders: strategies on
-    several symbols need a real broker (one connection, a book per symbol), or a run each."""
+    several symbols need a venue each (a replay with a file per symbol), a real broker (one
+    connection, a book per symbol), or a run each."""
+    if isinstance(broker, VenuesBySymbol):
+        for section, (sid, instance) in zip(run.strategies, strategies):
+            symbol = instance.symbol if isinstance(instance, TradesSymbol) else None
+            if symbol is not None and symbol not in broker.by_symbol:
+                pos = run.where(section.path + ("symbol",))
+                raise InputError(
+                    f"strategy {sid!r} trades {symbol}, but the replay has data of {', '.join(broker.by_symbol)} only",
+                    getattr(pos, "file", run.path), getattr(pos, "line", None), col=getattr(pos, "col", None),
+                    hint=f"add `{symbol}: FILE` to the feed's data_by_symbol")
+        return
     if not isinstance(broker, MatchingVenue):
         return
     first: dict[str, str] = {}
@@ -133,10 +158,11 @@ def check_one_venue_symbol(run, broker, strategies) -> None:
             raise InputError(
                 f"strategy {sid!r} trades {symbol} beside {other_id!r} on {other_symbol}, but broker "
                 f"{run.broker.use!r} is a simulated venue, which matches one symbol's prices against every order: "
-                "a backtest or paper run of several symbols is not supported", getattr(pos, "file", run.path),
-                getattr(pos, "line", None), col=getattr(pos, "col", None),
-                hint="backtest each strategy on its own (a config per symbol, or `--set` to keep one strategy), "
-                     "or trade several symbols live on one connection with a real broker (ib_broker)")
+                "a paper run of several symbols on live data, or a replay of one file, is not supported",
+                getattr(pos, "file", run.path), getattr(pos, "line", None), col=getattr(pos, "col", None),
+                hint="replay a file per symbol (`feed: {use: replay_feed, data_by_symbol: {TQQQ: tqqq.csv, "
+                     "SOXL: soxl.csv}}`), backtest each strategy on its own, or trade several symbols live on one "
+                     "connection with a real broker (ib_broker)")
         first[symbol] = sid
 
 
@@ -160,6 +186,8 @@ async def _execute_locked(run, pm, opts: RunOptions, console: Console, started: 
     live_guard(run, run.broker.settings)
     broker = build(run.broker, env)
     feed = build(run.feed, env)
+    if isinstance(feed, ReplaysSymbols):
+        broker = _venue_per_symbol(run, env, feed)  # the replay of several symbols (multi_replay.py)
     check_pairing(run, broker, feed)
     strategies = [(s.id, build(s, env)) for s in run.strategies]
     check_one_venue_symbol(run, broker, strategies)
@@ -297,11 +325,15 @@ async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker
         phases["reconstruct"] = time.perf_counter() - mark
         mark = time.perf_counter()
         if replay:
-            driver = ReplayDriver(engine, feed, skip_quiet_ticks=run.engine.skip_quiet_ticks,
-                                  verify_skips=opts.verify_skips,
-                                  checkpoint_every_s=run.engine.checkpoint_every.total_seconds(),
-                                  on_sample=sampler,
-                                  on_checkpoint=lambda: _save_progress(state, engine, sampler, state_dir))
+            options = dict(skip_quiet_ticks=run.engine.skip_quiet_ticks, verify_skips=opts.verify_skips,
+                           checkpoint_every_s=run.engine.checkpoint_every.total_seconds(), on_sample=sampler,
+                           on_checkpoint=lambda: _save_progress(state, engine, sampler, state_dir))
+            if isinstance(feed, ReplaysSymbols):  # several symbols: a separate loop, a venue each
+                last = engine.pm.get_plugin(LastPrices.NAME)
+                driver = MultiSymbolReplayDriver(engine, feed, broker, None if last is None else last.units,
+                                                 **options)
+            else:
+                driver = ReplayDriver(engine, feed, **options)
             with _progress(console, opts.progress and run.engine.progress, feed) as advance:
                 driver.on_progress = advance
                 with _stop_on_signals(lambda: setattr(driver, "interrupted", True)):
@@ -523,8 +555,7 @@ def _by_strategy(engine: Engine, executions, describe, last_units: dict[str, int
         if live and holding is not None:  # the journal need not start from an empty account
             shares, open_cost = holding.shares, holding.open_cost
         last = last_units.get(ctx.symbol)
-        # the last price in its instrument's increment, as the cents Mark.of reads (exact Decimals)
-        mark = report.Mark.of(shares, open_cost, None if last is None else ctx.price(last) * 100)
+        mark = report.Mark.of(shares, open_cost, last, ctx.instrument.increment)  # its own symbol's price units
         net = stats.realized_pnl - stats.fees
         out[ctx.strategy_id] = {
             "symbol": ctx.symbol,

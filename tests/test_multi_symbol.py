@@ -146,7 +146,7 @@ def test_interleaved_symbols_are_not_taken_for_a_replay_after_a_reconnect(tmp_pa
 
 
 # ------------------------------------------------------------------ the simulated venue: one symbol
-def test_a_backtest_of_two_symbols_is_refused_with_what_to_do_instead(folder):
+def test_a_backtest_of_two_symbols_from_one_file_is_refused_with_what_to_do_instead(folder):
     config = folder / "two.yaml"
     config.write_text(TWO_GRIDS.format(second="SOXL"))
     res = invoke("backtest", str(config), "--out", str(folder / "out"), "--state", str(folder / "state"),
@@ -155,6 +155,102 @@ def test_a_backtest_of_two_symbols_is_refused_with_what_to_do_instead(folder):
     text = " ".join(res.output.split())
     assert f"{config}:9:" in text
     assert "strategy 'soxl' trades SOXL beside 'tqqq' on TQQQ" in text
-    assert "a backtest or paper run of several symbols is not supported" in text
-    assert "backtest each strategy on its own" in text
+    assert "a replay of one file, is not supported" in text
+    assert "replay a file per symbol (`feed: {use: replay_feed, data_by_symbol:" in text
     assert not (folder / "out" / "fills.csv").exists()
+
+
+# ------------------------------------------------------------------ a replay of several symbols
+REPLAY_TWO = """\
+extends: tqqq.yaml
+broker: {use: sim_broker}
+feed:
+  use: replay_feed
+  data_by_symbol: {TQQQ: tqqq.csv, SOXL: soxl.csv}
+strategies:
+  - {use: tqqq_grid, id: tqqq, symbol: TQQQ, lots: tqqq_lots.csv}
+  - {use: tqqq_grid, id: soxl, symbol: SOXL, lots: tqqq_lots.csv}
+notify: []
+"""
+
+
+def _rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return [r[:7] for r in csv.reader(fh)]  # time, symbol, side, level, quantity, price, commission
+
+
+@pytest.fixture(scope="module")
+def two_files(tmp_path_factory) -> Path:
+    from bothost_plugins.replay_feed.synthetic import write_csv
+
+    folder = tmp_path_factory.mktemp("two")
+    for name in ("tqqq.yaml", "tqqq-paper.yaml", "tqqq_lots.csv"):
+        shutil.copy(CONFIGS / name, folder / name)
+    write_csv(folder / "tqqq.csv", bars=1500, seed=3, volatility=1.0, start_price=50.0, interval=60)
+    # SOXL's bars 37 s after TQQQ's: the files' ticks interleave (a timer may fire on the other's tick)
+    write_csv(folder / "soxl.csv", bars=1500, seed=9, volatility=1.2, start_price=20.0, interval=60,
+              start="2024-01-02T09:30:37-05:00")
+    (folder / "config.yaml").write_text(REPLAY_TWO)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def alone(two_files, tmp_path_factory) -> dict[str, list[list[str]]]:
+    from conftest import run_in_process
+
+    out = {}
+    for symbol, name in (("TQQQ", "tqqq.csv"), ("SOXL", "soxl.csv")):
+        tmp = tmp_path_factory.mktemp(f"alone-{symbol}")
+        result = run_in_process(tmp, data=two_files / name,
+                                overrides=(f"strategies.0.symbol={symbol}", f"feed.symbol={symbol}"))
+        assert result.status == "done"
+        out[symbol] = _rows(tmp / "out" / "fills.csv")
+    return out
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["skipping", "verify-skips"])
+def test_a_replay_of_two_symbols_fills_each_as_its_one_symbol_backtest(two_files, alone, tmp_path, verify):
+    import json
+
+    out = tmp_path / "out"
+    res = invoke("backtest", str(two_files / "config.yaml"), "--out", str(out), "--state", str(tmp_path / "state"),
+                 "--no-progress", *(["--verify-skips"] if verify else []))
+    assert res.exit_code == 0, res.output
+    fills = _rows(out / "fills.csv")
+    for symbol in ("TQQQ", "SOXL"):
+        mine = [fills[0], *(r for r in fills[1:] if r[1] == symbol)]
+        assert len(mine) > 20 and mine == alone[symbol], symbol
+    times = [r[0] for r in fills[1:]]
+    assert times == sorted(times)  # one fills.csv, in time order over both symbols
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["by_strategy"]["tqqq"]["fills"] == len(alone["TQQQ"]) - 1
+    assert summary["by_strategy"]["soxl"]["symbol"] == "SOXL"
+    assert summary["ticks"] == 2 * 4 * 1500
+    assert (tmp_path / "state" / "venues" / "SOXL" / "venue.sqlite").exists()  # a venue per symbol
+
+
+def test_a_strategy_whose_symbol_has_no_data_in_the_replay_is_refused_at_its_line(two_files, tmp_path):
+    config = two_files / "three.yaml"
+    config.write_text(REPLAY_TWO + "")
+    text = REPLAY_TWO.replace("notify: []\n", "  - {use: tqqq_grid, id: upro, symbol: UPRO, lots: tqqq_lots.csv}\n"
+                                              "notify: []\n")
+    config.write_text(text)
+    res = invoke("backtest", str(config), "--out", str(tmp_path / "out"), "--state", str(tmp_path / "state"),
+                 "--no-progress")
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert f"{config}:9:" in said and "strategy 'upro' trades UPRO, but the replay has data of TQQQ, SOXL only" in said
+    assert "add `UPRO: FILE` to the feed's data_by_symbol" in said
+
+
+def test_a_missing_file_of_one_symbol_is_reported_at_the_line_that_names_it(two_files):
+    config = two_files / "missing.yaml"
+    config.write_text(REPLAY_TWO.replace("  data_by_symbol: {TQQQ: tqqq.csv, SOXL: soxl.csv}\n",
+                                         "  data_by_symbol:\n    TQQQ: tqqq.csv\n    SOXL: nosuch.csv\n"))
+    res = invoke("validate", str(config))
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert f"{config}:7:" in said and "SOXL: no such file nosuch.csv" in said
+    assert f"looked for {two_files / 'nosuch.csv'}" in said

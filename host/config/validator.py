@@ -201,76 +201,97 @@ def _resolve_files(settings: BaseModel, path: KeyPath, raw: RawConfig) -> BaseMo
         if _file_marker(info) is None:
             continue
         value = getattr(settings, name)
-        if not isinstance(value, str) or not value or "\0" in value:
+        if isinstance(value, dict):  # a file per key: each relative to the file that wrote it
+            resolved = {k: _resolved(v, path + (name, k), raw) for k, v in value.items()}
+            if resolved != value:
+                updates[name] = resolved
             continue
-        expanded = Path(value).expanduser()
-        if expanded.is_absolute():
-            continue
-        pos = raw.where(path + (name,))
-        base = Path.cwd() if pos.file == SET_FILE else Path(pos.file).resolve().parent
-        updates[name] = str(base / expanded)
+        if _resolved(value, path + (name,), raw) != value:
+            updates[name] = _resolved(value, path + (name,), raw)
     return settings.model_copy(update=updates) if updates else settings
+
+
+def _resolved(value: Any, keypath: tuple, raw: RawConfig) -> Any:
+    """A relative file name made absolute, relative to the file that wrote it (else as given)."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        return value
+    expanded = Path(value).expanduser()
+    if expanded.is_absolute():
+        return value
+    pos = raw.where(keypath)
+    base = Path.cwd() if pos.file == SET_FILE else Path(pos.file).resolve().parent
+    return str(base / expanded)
 
 
 def _check_files(section: Section, raw: RawConfig) -> None:
     """Each file a section names exists (else the error points at the line that names it), and
     passes its plugin's quick check (which raises its own InputError, at the file's own line)."""
     settings = section.settings
-    for name, info in type(settings).model_fields.items():
+    for field_name, info in type(settings).model_fields.items():
         marker = _file_marker(info)
-        value = getattr(settings, name)
-        if marker is None or not isinstance(value, str):
+        named = getattr(settings, field_name)
+        if marker is None:
             continue
-        keypath = section.path + (name,)
-        written = keypath in raw.sources
-        if not value.strip():
-            if written:  # `lots: ""`: the config's own folder would be read as the file
-                raise ConfigError.at(raw.where_value(keypath), f"{name}: the file name is empty",
-                                     hint=f"name a file, or remove `{name}:` to use the default")
-            continue
-        shown = raw.data
-        for part in keypath:
-            shown = shown.get(part) if isinstance(shown, dict) else shown[part] if isinstance(shown, list) else None
-        if not written and shown is not None:
-            # Put there by the command itself (`--data FILE`): no config line names it; the
-            # plugin's check names the file.
-            pass
-        else:
-            pos = raw.where_value(keypath) if written else raw.where(section.path)
-            given = shown if isinstance(shown, str) else info.default
-            relative = ("the current folder (it came from --set)" if pos.file == SET_FILE
-                        else "the config file that names it")
-            problem = None
-            try:
-                path = Path(value)
-                if "\0" in value:
-                    problem = "is not a file name (it holds a NUL character)"
-                elif path.is_dir():
-                    problem = "is a folder, not a file"
-                elif not path.exists():
-                    problem = "no such file"
-            except (OSError, ValueError) as exc:
-                problem = f"cannot be looked at ({exc})"
-            if problem is not None:
-                default = "" if written else " (the default)"
-                what = f"{name}: no such file {given}" if problem == "no such file" else f"{name}: {given} {problem}"
-                hint = (f"looked for {value}, which was not found; a file name in a config is relative to {relative}"
-                        if problem == "no such file" else f"name a file; a file name in a config is relative to {relative}")
-                if not written:
-                    hint += f"; write `{name}: FILE` in {_shown(section.path)} to name another"
-                raise ConfigError.at(pos, what + default, hint=hint)
-        if marker.check is None:
-            continue
+        # one file (`data: bars.csv`), or a file per key (`data_by_symbol: {TQQQ: tqqq.csv}`)
+        files = ([(field_name, section.path + (field_name,), named)] if isinstance(named, str) else
+                 [(str(k), section.path + (field_name, k), v) for k, v in named.items() if isinstance(v, str)]
+                 if isinstance(named, dict) else [])
+        for name, keypath, value in files:
+            _check_file(section, raw, marker, info, name, keypath, value)
+
+
+def _check_file(section: Section, raw: RawConfig, marker: FileNameMarker, info: FieldInfo, name: str,
+                keypath: tuple, value: str) -> None:
+    """One file a section names (``name`` as the config writes it, at ``keypath``)."""
+    written = keypath in raw.sources
+    if not value.strip():
+        if written:  # `lots: ""`: the config's own folder would be read as the file
+            raise ConfigError.at(raw.where_value(keypath), f"{name}: the file name is empty",
+                                 hint=f"name a file, or remove `{name}:` to use the default")
+        return
+    shown = raw.data
+    for part in keypath:
+        shown = shown.get(part) if isinstance(shown, dict) else shown[part] if isinstance(shown, list) else None
+    if not written and shown is not None:
+        # Put there by the command itself (`--data FILE`): no config line names it; the
+        # plugin's check names the file.
+        pass
+    else:
+        pos = raw.where_value(keypath) if written else raw.where(section.path)
+        given = shown if isinstance(shown, str) else info.default
+        relative = ("the current folder (it came from --set)" if pos.file == SET_FILE
+                    else "the config file that names it")
+        problem = None
         try:
-            marker.check(Path(value))
-        except InputError:
-            raise
-        except Exception as exc:  # a bug in the plugin's check, not in the user's file
-            raise ConfigError.at(
-                raw.where_value(keypath) if written else raw.where(section.path),
-                f"{section.kind} plugin '{section.use}' (package {section.plugin.package!r}) failed while checking "
-                f"the file {value}: {type(exc).__name__}: {exc}",
-                hint="this is a bug in that plugin; report it to its authors") from exc
+            path = Path(value)
+            if "\0" in value:
+                problem = "is not a file name (it holds a NUL character)"
+            elif path.is_dir():
+                problem = "is a folder, not a file"
+            elif not path.exists():
+                problem = "no such file"
+        except (OSError, ValueError) as exc:
+            problem = f"cannot be looked at ({exc})"
+        if problem is not None:
+            default = "" if written else " (the default)"
+            what = f"{name}: no such file {given}" if problem == "no such file" else f"{name}: {given} {problem}"
+            hint = (f"looked for {value}, which was not found; a file name in a config is relative to {relative}"
+                    if problem == "no such file" else f"name a file; a file name in a config is relative to {relative}")
+            if not written:
+                hint += f"; write `{name}: FILE` in {_shown(section.path)} to name another"
+            raise ConfigError.at(pos, what + default, hint=hint)
+    if marker.check is None:
+        return
+    try:
+        marker.check(Path(value))
+    except InputError:
+        raise
+    except Exception as exc:  # a bug in the plugin's check, not in the user's file
+        raise ConfigError.at(
+            raw.where_value(keypath) if written else raw.where(section.path),
+            f"{section.kind} plugin '{section.use}' (package {section.plugin.package!r}) failed while checking "
+            f"the file {value}: {type(exc).__name__}: {exc}",
+            hint="this is a bug in that plugin; report it to its authors") from exc
 
 
 def _check_live(mode: str, broker: Section, raw: RawConfig) -> None:

@@ -6,6 +6,10 @@ Config (the ``feed:`` section)::
       use: replay_feed
       data: bars.csv            # relative to the config file; CSV or Parquet
       symbol: TQQQ
+    # or a file per symbol, for strategies on several symbols (symbols.py):
+    feed:
+      use: replay_feed
+      data_by_symbol: {TQQQ: tqqq.csv, SOXL: soxl.csv}
     # or, with no file at all:
     feed:
       use: replay_feed
@@ -29,6 +33,7 @@ from .errors import DataError
 
 if TYPE_CHECKING:  # numpy/pyarrow load only when a feed is built: `bothost validate` stays quick
     from .feed import FileFeed, SyntheticFeed
+    from .symbols import SymbolsFeed
 
 BOTHOST_API = 1  # the bothost plugin API this module was written for (bothost.API_VERSION)
 DEFAULT_CHUNK_ROWS = 65_536
@@ -105,6 +110,9 @@ class ReplayFeedConfig(BaseModel):
     data: DataPath | None = Field(None, description="CSV or Parquet file of bars, ticks or quotes "
                                                "(relative to the config file)")
     symbol: str = Field("TQQQ", min_length=1, description="the symbol the ticks are for")
+    data_by_symbol: dict[str, DataPath] | None = Field(
+        None, description="a file per symbol, for strategies on several symbols (`{TQQQ: tqqq.csv, SOXL: soxl.csv}`; "
+                          "relative to the config file); instead of `data`")
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, gt=0, le=100_000_000, description="rows read per chunk")
     synthetic: SyntheticConfig | None = Field(None, description="generated data instead of a file")
 
@@ -112,17 +120,30 @@ class ReplayFeedConfig(BaseModel):
     def _one_source(self) -> ReplayFeedConfig:
         if self.data is not None and self.synthetic is not None:
             raise ValueError("give either `data` (a file) or `synthetic`, not both")
+        if self.data_by_symbol is not None:
+            if self.data is not None or self.synthetic is not None:
+                raise ValueError("give `data_by_symbol` (a file per symbol) alone, without `data` or `synthetic`")
+            if not self.data_by_symbol:
+                raise ValueError("`data_by_symbol` names no file: give `SYMBOL: file` lines, or use `data`")
+            self.data_by_symbol = {k.upper(): v for k, v in self.data_by_symbol.items()}
         if self.data is not None and not self.data.strip():
             raise ValueError("`data` is empty: give a file name, or remove it to use synthetic data")
         return self
 
 
-def make_replay_feed(config: ReplayFeedConfig, env: BuildEnv) -> FileFeed | SyntheticFeed:
-    """The factory: a :class:`FileFeed` for ``data``, else a :class:`SyntheticFeed`.
+def make_replay_feed(config: ReplayFeedConfig, env: BuildEnv) -> FileFeed | SyntheticFeed | SymbolsFeed:
+    """The factory: a :class:`FileFeed` for ``data``, a :class:`SymbolsFeed` for
+    ``data_by_symbol``, else a :class:`SyntheticFeed`.
 
     Nothing is read here; ``feed.open()`` checks the file (DataError) before the run starts.
     """
     from .feed import FileFeed, SyntheticFeed
+
+    if config.data_by_symbol is not None:
+        from .symbols import SymbolsFeed
+
+        return SymbolsFeed({s: env.resolve(f) for s, f in config.data_by_symbol.items()}, config.chunk_rows,
+                           {s: env.instrument(s).increment for s in config.data_by_symbol})
 
     increment = env.instrument(config.symbol).increment  # prices in its units (cents by default)
     if config.data is not None:
