@@ -23,7 +23,8 @@ from bothost.model import (
     instrument_for,
 )
 from bothost.report import fill_price_text
-from bothost.testing import run_backtest
+from bothost.hookspecs import hookimpl
+from bothost.testing import StrategyHarness, run_backtest
 from bothost_plugins.replay_feed.feed import FileFeed
 from bothost_plugins.replay_feed.reader import to_cents, to_units
 from bothost_plugins.sim_broker.venue import Commission, Venue
@@ -248,3 +249,35 @@ def test_a_state_folder_made_in_one_increment_is_not_resumed_in_another(tmp_path
     other = run("--set", "instruments.ETHBTC.increment=0.01")
     assert other.exit_code == 2
     assert "instruments.ETHBTC: '0.0001' in the state, '0.01' now" in other.output
+
+
+class _SubPennyDip:
+    """Buys 100 shares 3 increments under the first tick; once filled, sells 5 increments up."""
+
+    symbol = "SNDL"
+    wants_every_tick = True
+
+    def __init__(self):
+        self.placed = False
+        self.selling = False
+
+    @hookimpl
+    def on_tick(self, ctx, tick):
+        if not self.placed:
+            self.placed = True
+            ctx.place(OrderRequest(self.symbol, Side.BUY, 100, ctx.price(tick.price - 3), ref=f"{ctx.strategy_id}:b"))
+
+    @hookimpl
+    def on_fill(self, ctx, fill):
+        if fill.side is Side.BUY and not self.selling:
+            self.selling = True
+            ctx.place(OrderRequest(self.symbol, Side.SELL, 100, ctx.price(ctx.units(fill.price) + 5),
+                                   ref=f"{ctx.strategy_id}:s"))
+
+
+def test_the_testing_harness_trades_a_sub_penny_stock_in_its_increment(tmp_path):
+    with StrategyHarness(_SubPennyDip(), tmp_path, increment="0.0001") as h:
+        assert h.ctx.instrument == Instrument("SNDL", PIP)
+        h.ticks(["0.0125", "0.0122", "0.0121", "0.0127", "0.0126"])
+        assert [(f.side, f.price) for f in h.fills] == [(Side.BUY, Decimal("0.0122")), (Side.SELL, Decimal("0.0127"))]
+        assert h.position == 0

@@ -19,16 +19,17 @@ import copy
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ..engine import Engine
 from ..hookspecs import BuildEnv, CriticalStop, hookimpl
-from ..model import Alert, CommissionReport, Fill, OpenOrder, OrderRequest, OrderUpdate, Tick
+from ..model import CENT, Alert, CommissionReport, Fill, Instrument, OpenOrder, OrderRequest, OrderUpdate, Tick
 from ..plugins import make_manager
 from ..replay import ReplayDriver
 from ..state import StateStore
-from .venues import DEFAULT_START_NS, DEFAULT_STEP_NS, Price, PriceFeed, sim_venue, to_cents, to_ns
+from .venues import DEFAULT_START_NS, DEFAULT_STEP_NS, Price, PriceFeed, sim_venue, to_ns, to_units
 
 log = logging.getLogger("bothost.testing")
 
@@ -76,6 +77,9 @@ class StrategyHarness:
     venue made with :func:`~bothost.testing.sim_venue`. ``strategy_id`` names the strategy (its
     order tags start with ``"<strategy_id>:"``; default its class's ``name`` or ``"strategy"``).
     ``symbol``: the ticks' symbol (default the strategy's ``symbol`` attribute, else ``"TQQQ"``).
+    ``increment``: its price increment (``"0.0001"``: an FX or crypto pair, a sub-penny stock),
+    as ``instruments:`` declares one; the ticks' prices, the venue and ``ctx.instrument`` use it
+    (default cents).
     ``live_state_flush``: the state file is written after every event, as live (default), or
     only at :meth:`stop` and :meth:`restart`, as a replay between checkpoints.
     """
@@ -83,15 +87,20 @@ class StrategyHarness:
     def __init__(self, strategy: object, folder: Path | str, *, venue: dict[str, Any] | object | None = None,
                  strategy_id: str | None = None, symbol: str | None = None, observers: Iterable[object] = (),
                  start: int | str | None = None, step_s: float = DEFAULT_STEP_NS / 1e9,
-                 live_state_flush: bool = True, pm=None, _remake: Callable[[], object] | None = None):
+                 live_state_flush: bool = True, pm=None, increment: Decimal | str | None = None,
+                 _remake: Callable[[], object] | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.strategy = strategy
         self.strategy_id = strategy_id or getattr(strategy, "name", None) or "strategy"
         self.symbol = symbol or getattr(strategy, "symbol", None) or "TQQQ"
+        #: the symbol's instrument: prices given in dollars become units of its ``increment``
+        #: (cents by default), as a config's ``instruments:`` would declare it
+        self.instrument = Instrument(self.symbol, CENT if increment is None else Decimal(str(increment)))
+        instruments = {self.symbol: self.instrument}
         self._venue_settings = dict(venue) if isinstance(venue, dict) else _settings_of(venue)
         self.broker = venue if venue is not None and not isinstance(venue, dict) else sim_venue(
-            self.folder, **self._venue_settings)
+            self.folder, instruments=instruments, **self._venue_settings)
         if getattr(self.broker, "venue", True) is None and callable(getattr(self.broker, "open", None)):
             self.broker.open()  # opened before it is watched: an opened venue hands out its own methods
         self._remake = _remake or _pristine_copy(strategy)
@@ -117,7 +126,7 @@ class StrategyHarness:
         self.pm = pm
         self.state = StateStore(self.folder / "bot_state.json")
         self.engine = Engine(pm=pm, broker=self.broker, strategies=[(self.strategy_id, strategy)], state=self.state,
-                             live_state_flush=live_state_flush)
+                             live_state_flush=live_state_flush, instruments=instruments)
         self.ctx = self.engine.contexts[0]
         self._watch()
 
@@ -207,9 +216,9 @@ class StrategyHarness:
         last = self.engine.now_ns
         if time_ns < last:
             raise ValueError(f"tick at {time_ns} is before the host clock ({last}): ticks go forward in time")
-        cents = to_cents(price)
+        units = to_units(price, self.instrument.increment)
         self._next_ns = time_ns + self.step_ns
-        self._guarded(lambda: self.engine.handle_tick(time_ns, cents, Tick(time_ns, self.symbol, cents)))
+        self._guarded(lambda: self.engine.handle_tick(time_ns, units, Tick(time_ns, self.symbol, units)))
         self._deliver()
 
     def ticks(self, prices: Iterable[Price], at: int | str | None = None) -> None:
@@ -229,10 +238,10 @@ class StrategyHarness:
             self.start()
         self._check_running()
         if isinstance(prices, (str, Path)):
-            feed = replay_feed(prices, self.symbol)
+            feed = replay_feed(prices, self.symbol, increment=self.instrument.increment)
         else:
             feed = PriceFeed(list(prices), self.symbol, start_ns=max(self._next_ns, self.engine.now_ns + 1),
-                             step_ns=self.step_ns)
+                             step_ns=self.step_ns, increment=self.instrument.increment)
         driver = ReplayDriver(self.engine, feed, verify_skips=verify_skips)
         self._guarded(lambda: asyncio.run(driver.run()))
         if self.engine.now_ns >= self._next_ns:
@@ -252,7 +261,7 @@ class StrategyHarness:
         again = type(self)(fresh, self.folder, venue=self._venue_settings, strategy_id=self.strategy_id,
                            symbol=self.symbol, observers=self._observers, start=self._next_ns,
                            step_s=self.step_ns / 1e9, live_state_flush=self.live_state_flush,
-                           pm=self._pm_factory, _remake=self._remake)
+                           pm=self._pm_factory, increment=self.instrument.increment, _remake=self._remake)
         return again.start()
 
     def stop(self) -> None:

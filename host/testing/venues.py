@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..hookspecs import BuildEnv, TickChunk
-from ..model import NS_PER_SECOND, decimal_to_cents
+from ..model import CENT, NS_PER_SECOND, Instrument, price_to_units
 
 #: The first tick of a test when none is given: 2024-01-02 14:30 UTC (09:30 in New York).
 DEFAULT_START_NS = 1_704_205_800 * NS_PER_SECOND
@@ -32,13 +32,19 @@ def to_cents(price: Price) -> int:
     """A price in dollars (``"101.25"``, ``Decimal("101.25")``) as the integer cents the venue
     and the engine's tick path trade in. A float is read through its printed form; a price that
     is not a positive number raises ValueError naming it."""
+    return to_units(price, CENT)
+
+
+def to_units(price: Price, increment: Decimal = CENT) -> int:
+    """:func:`to_cents` for an instrument of another increment (``Decimal("0.0001")``): the
+    price in whole units of it, half up."""
     try:
         value = Decimal(repr(price)) if isinstance(price, float) else Decimal(str(price))
     except InvalidOperation:
         raise ValueError(f"price {price!r} is not a number (give dollars, e.g. '101.25')") from None
     if not value.is_finite() or value <= 0:
         raise ValueError(f"price {price!r} must be a positive number of dollars")
-    return decimal_to_cents(value)
+    return price_to_units(value, increment)
 
 
 def to_ns(at: int | str | datetime) -> int:
@@ -60,18 +66,20 @@ def to_ns(at: int | str | datetime) -> int:
     raise ValueError(f"time {at!r} is neither nanoseconds nor an ISO 8601 text")
 
 
-def sim_venue(folder: Path | str, **settings: Any):
+def sim_venue(folder: Path | str, *, instruments: dict[str, Instrument] | None = None, **settings: Any):
     """The ``sim_broker`` plugin's venue, opened on an account in ``folder`` (``venue.sqlite``).
 
     ``settings`` are the plugin's config section (``commission_per_share``,
     ``partial_fill_shares``, ``broker_like``, ``commission_later``, ...), validated by its model,
     so a misspelt one fails as it would in a config. The same folder is the same account: a
-    second ``sim_venue`` on it after the first was closed sees the first one's orders."""
+    second ``sim_venue`` on it after the first was closed sees the first one's orders.
+    ``instruments``: the config's ``instruments:`` (symbol -> Instrument); others trade in cents."""
     from bothost_plugins.sim_broker.plugin import SimBroker, SimBrokerConfig
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    env = BuildEnv(folder / "harness.yaml", folder, "paper", logging.getLogger("bothost.testing"))
+    env = BuildEnv(folder / "harness.yaml", folder, "paper", logging.getLogger("bothost.testing"),
+                   instruments=dict(instruments or {}))
     broker = SimBroker(SimBrokerConfig(**settings), env)
     broker.open()
     return broker
@@ -82,11 +90,11 @@ class PriceFeed:
     ``step_ns`` from ``start_ns``."""
 
     def __init__(self, prices: Sequence[Price], symbol: str = "TQQQ", *, start_ns: int = DEFAULT_START_NS,
-                 step_ns: int = DEFAULT_STEP_NS):
+                 step_ns: int = DEFAULT_STEP_NS, increment: Decimal = CENT):
         if step_ns <= 0:
             raise ValueError("step_ns must be positive: ticks go forward in time")
         self.symbol = symbol
-        self.price = np.array([to_cents(p) for p in prices], dtype=np.int64)
+        self.price = np.array([to_units(p, increment) for p in prices], dtype=np.int64)
         self.time_ns = start_ns + step_ns * np.arange(len(self.price), dtype=np.int64)
         self.step_ns = step_ns
 
@@ -101,16 +109,18 @@ class PriceFeed:
 
 
 def replay_feed(source: Sequence[Price] | Path | str, symbol: str = "TQQQ", *, start: int | str | None = None,
-                step_s: float = DEFAULT_STEP_NS / NS_PER_SECOND):
+                step_s: float = DEFAULT_STEP_NS / NS_PER_SECOND, increment: Decimal = CENT):
     """A replay feed: over a list of prices (dollars; one tick every ``step_s`` from ``start``),
     or over a CSV/Parquet file of bars, ticks or quotes (``Path`` or a file name), read exactly
-    as ``bothost backtest --data FILE`` reads it (a bad file raises the plugin's DataError)."""
+    as ``bothost backtest --data FILE`` reads it (a bad file raises the plugin's DataError).
+    Prices become units of ``increment`` (the symbol's instrument; cents by default)."""
     if isinstance(source, (str, Path)) and not _looks_like_price(source):
         from bothost_plugins.replay_feed.feed import FileFeed
 
-        return FileFeed(Path(source), symbol).open()
+        return FileFeed(Path(source), symbol, increment=increment).open()
     start_ns = DEFAULT_START_NS if start is None else to_ns(start)
-    return PriceFeed(list(source), symbol, start_ns=start_ns, step_ns=int(step_s * NS_PER_SECOND))
+    return PriceFeed(list(source), symbol, start_ns=start_ns, step_ns=int(step_s * NS_PER_SECOND),
+                     increment=increment)
 
 
 def _looks_like_price(source: Path | str) -> bool:
