@@ -254,3 +254,44 @@ def test_a_missing_file_of_one_symbol_is_reported_at_the_line_that_names_it(two_
     said = " ".join(res.output.split())
     assert f"{config}:7:" in said and "SOXL: no such file nosuch.csv" in said
     assert f"looked for {two_files / 'nosuch.csv'}" in said
+
+
+def test_the_ib_feed_asks_for_each_symbol_on_the_brokers_socket_and_names_the_one_ib_refuses(tmp_path):
+    """The real ib_insync client against sim-tws, which knows SOXL only: both symbols are asked
+    for over the one connection, and the run ends naming TQQQ, the one IB has no data for."""
+    import asyncio
+    import logging
+
+    from bothost.hookspecs import BrokerUnavailable, BuildEnv
+    from bothost_plugins.ib_broker.broker import IbBroker
+    from bothost_plugins.ib_broker.config import IbBrokerConfig, IbFeedConfig
+    from bothost_plugins.ib_broker.feed import IbFeed
+    from bothost_plugins.replay_feed.synthetic import write_csv
+    from bothost_plugins.sim_tws.server import SimTwsThread
+
+    bars = tmp_path / "soxl.csv"
+    write_csv(bars, bars=20, seed=2, start_price=20.0)
+    env = BuildEnv(tmp_path / "c.yaml", tmp_path, "paper", logging.getLogger("test"))
+    sim = SimTwsThread(data=bars, state_dir=tmp_path / "sim", symbol="SOXL").start()
+
+    async def main():
+        broker = IbBroker(IbBrokerConfig(port=sim.port, client_id=31, connect_retries=0), env)
+        feed = IbFeed(IbFeedConfig(symbols=["SOXL", "TQQQ"]), env)
+        feed.attach_broker(broker)
+        broker.bind(lambda event: None)
+        await broker.connect()
+        try:
+            events: list = []
+            with pytest.raises(BrokerUnavailable) as failed:
+                await asyncio.wait_for(feed.stream(events.append), 20)
+            return failed.value, feed.stats(), set(feed._req_tickers)
+        finally:
+            await broker.close()
+
+    try:
+        error, stats, asked = asyncio.run(main())
+    finally:
+        sim.stop()
+    assert asked == {"SOXL", "TQQQ"}
+    assert str(error).startswith("IB gives no market data for TQQQ: 200")
+    assert stats["source"] == "IB trades of SOXL, TQQQ"
