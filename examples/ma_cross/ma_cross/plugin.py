@@ -24,7 +24,6 @@ from bothost.model import (
     OrderUpdate,
     Side,
     Tick,
-    cents_to_decimal,
     round2,
 )
 
@@ -85,14 +84,14 @@ class MaCross:
         cross = self.signals.add(tick.price)
         if cross is None or self.working is not None:
             return
-        price = cents_to_decimal(tick.price)
+        price = ctx.price(tick.price)  # tick.price counts the instrument's increment (cents for a stock)
         if cross is Cross.UP and self.held == 0:
-            limit = round2(price * (1 + self.config.slippage))
+            limit = ctx.instrument.round(price * (1 + self.config.slippage))
             self.working = ctx.place(OrderRequest(self.symbol, Side.BUY, self.config.quantity, limit,
                                                   ref=f"{ctx.strategy_id}:buy"))
         elif cross is Cross.DOWN and self.held > 0:
-            limit = round2(price * (1 - self.config.slippage))
-            self.working = ctx.place(OrderRequest(self.symbol, Side.SELL, self.held, max(limit, Decimal("0.01")),
+            limit = ctx.instrument.round(price * (1 - self.config.slippage))
+            self.working = ctx.place(OrderRequest(self.symbol, Side.SELL, self.held, max(limit, ctx.instrument.increment),
                                                   ref=f"{ctx.strategy_id}:sell"))
 
     @hookimpl
