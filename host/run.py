@@ -420,9 +420,21 @@ def _host_section(engine: Engine) -> dict[str, Any]:
     start asks the broker's executions from), what each strategy says it holds, and what it
     published with ``ctx.record``: a replay writes status.json only at its end, so ``bothost
     serve`` reads a running replay's from here."""
-    return {"last_event_ns": engine.now_ns,
-            "holdings": {sid: h.as_dict() for sid, h in _holdings(engine).items()},
-            "records": {ctx.strategy_id: ctx.recorded() for ctx in engine.contexts}}
+    out = {"last_event_ns": engine.now_ns,
+           "holdings": {sid: h.as_dict() for sid, h in _holdings(engine).items()},
+           "records": {ctx.strategy_id: ctx.recorded() for ctx in engine.contexts}}
+    increments = _increments(engine)
+    if increments:
+        out["increments"] = increments
+    return out
+
+
+def _increments(engine: Engine) -> dict[str, str]:
+    """The strategies' symbols priced in another increment than cents, for ``bothost serve``: the
+    price picture and the venue's last price count units of it. Empty for cents (the files then
+    read as they always did)."""
+    return {ctx.symbol: str(ctx.instrument.increment) for ctx in engine.contexts
+            if ctx.symbol is not None and ctx.instrument.increment != CENT}
 
 
 def _executions_since(saved: dict | None) -> int | None:
@@ -675,6 +687,7 @@ def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:
         "summary": summary,
         "alert": engine.alert.render() if engine.alert else None,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"increments": increments} if (increments := _increments(engine)) else {}),
     })
 
 

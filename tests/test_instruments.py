@@ -23,6 +23,8 @@ from bothost.model import (
     instrument_for,
 )
 from bothost.report import fill_price_text
+from bothost.serve import views
+from bothost.serve.sources import Reader
 from bothost.hookspecs import hookimpl
 from bothost.testing import StrategyHarness, run_backtest
 from bothost_plugins.replay_feed.feed import FileFeed
@@ -167,6 +169,11 @@ def test_a_grid_backtest_of_a_pair_priced_to_a_ten_thousandth_fills_exactly(tmp_
                   for r in rows if r["side"] == "SELL"), Decimal(0))
     assert booked > 0 and booked % PIP == 0
     assert Decimal(pair.summary["realized_pnl"]) == booked
+
+    # bothost serve draws the price picture in the pair's own prices (not in cents' hundredths)
+    page = views.page_data(Reader(tmp_path / "pair" / "state", tmp_path / "pair").read(), None)
+    assert page["chart"]["p"][-1] == float(pair.summary["last_price"])
+    assert all(48 <= p <= 52 for p in page["chart"]["p"]) and any(round(p, 2) != p for p in page["chart"]["p"])
 
     cents = run_backtest(_grid_config(tmp_path, "ETHBTC", None), out_dir=tmp_path / "cents")
     assert cents.ok, cents.output

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bothost.model import Holdings
+from bothost.model import CENT, Holdings, units_to_price
 from bothost.report import iso_time, money
 
 from .sources import Sources
@@ -130,13 +130,32 @@ def strategy_views(src: Sources, from_backup: bool, last: Decimal | None) -> lis
 
 
 # ------------------------------------------------------------------ position and P&L
+def price_increment(src: Sources) -> Decimal:
+    """The increment the folder's integer prices count (the price picture, the venue's last
+    price): the run's one declared instrument (``increments`` in ``__host__`` or status.json),
+    else cents."""
+    host = ((src.state or {}).get("strategies") or {}).get("__host__") or {}
+    for found in (host.get("increments") if isinstance(host, dict) else None, (src.status or {}).get("increments")):
+        if isinstance(found, dict) and len(set(found.values())) == 1:
+            try:
+                return Decimal(str(next(iter(found.values()))))
+            except InvalidOperation:
+                pass
+    return CENT
+
+
+def _units_price(units: int, increment: Decimal) -> Decimal:
+    return Decimal(units) / 100 if increment == CENT else units_to_price(units, increment)
+
+
 def last_price(src: Sources) -> Decimal | None:
+    increment = price_increment(src)
     if src.samples_last is not None:
-        return Decimal(src.samples_last[1]) / 100
+        return _units_price(src.samples_last[1], increment)
     cents = src.venue_meta.get("last")
     if cents not in (None, ""):
         try:
-            return Decimal(int(cents)) / 100
+            return _units_price(int(cents), increment)
         except ValueError:
             pass
     summary = (src.status or {}).get("summary") or src.summary_file or {}
@@ -222,8 +241,10 @@ def thin(points: list, most: int) -> list:
     return kept
 
 
-def chart_series(t: np.ndarray, p: np.ndarray, last: tuple[int, int] | None, most: int) -> dict:
-    """The price path at most ``2 x most`` points: each bucket's low and high, in time order."""
+def chart_series(t: np.ndarray, p: np.ndarray, last: tuple[int, int] | None, most: int,
+                 increment: Decimal = CENT) -> dict:
+    """The price path at most ``2 x most`` points: each bucket's low and high, in time order.
+    ``p`` counts units of ``increment`` (cents by default)."""
     if len(t):
         order = np.argsort(t, kind="stable")
         t, p = t[order], p[order]
@@ -233,10 +254,14 @@ def chart_series(t: np.ndarray, p: np.ndarray, last: tuple[int, int] | None, mos
         t = np.repeat(t[edges], 2)
         p = np.column_stack([lo, hi]).ravel()
     ms = (t // 1_000_000).tolist()
-    prices = (p / 100.0).round(2).tolist()
+    if increment == CENT:
+        prices = (p / 100.0).round(2).tolist()
+    else:
+        decimals = max(0, -increment.as_tuple().exponent)  # type: ignore[operator]
+        prices = (p * float(increment)).round(decimals).tolist()
     if last is not None and (not ms or last[0] // 1_000_000 >= ms[-1]):
         ms.append(last[0] // 1_000_000)
-        prices.append(round(last[1] / 100.0, 2))
+        prices.append(round(last[1] / 100.0, 2) if increment == CENT else float(units_to_price(last[1], increment)))
     return {"t": ms, "p": prices}
 
 
@@ -263,6 +288,7 @@ def page_data(src: Sources, describe: Describe | None = None, recent: int = 50, 
     from_backup = src.state is not None and src.state_mtime_ns > src.status_mtime_ns
     summary = status.get("summary") if isinstance(status.get("summary"), dict) else (src.summary_file or {})
     last = last_price(src)
+    increment = price_increment(src)
     strategies = strategy_views(src, from_backup, last)
     fills = src.fills
     buys = [[f["time_ns"] // 1_000_000, float(f["price"])] for f in fills if f["side"] == "BUY"]
@@ -270,7 +296,8 @@ def page_data(src: Sources, describe: Describe | None = None, recent: int = 50, 
     t, p = src.samples_t, src.samples_p
     if not len(t) and fills:  # no price picture (fills.csv alone): the fills draw the line
         t = np.asarray([f["time_ns"] for f in fills], np.int64)
-        p = np.asarray([round(float(f["price"]) * 100) for f in fills], np.int64)
+        per = 100.0 if increment == CENT else 1 / float(increment)
+        p = np.asarray([round(float(f["price"]) * per) for f in fills], np.int64)
     # a backup newer than status.json whose run is gone: it stopped without a word (killed)
     run_status = ("stopped" if src.run_alive is False else "running") if from_backup else summary.get("status")
     alert = status.get("alert") or summary.get("alert")
@@ -290,6 +317,6 @@ def page_data(src: Sources, describe: Describe | None = None, recent: int = 50, 
         "fills": {"count": len(fills), "last_n": fills[-1]["n"] if fills else 0, "source": src.fills_source,
                   "recent": fill_rows(fills[::-1][:recent], describe),
                   "buys": thin(buys, markers), "sells": thin(sells, markers)},
-        "chart": chart_series(t, p, src.samples_last, chart_points),
+        "chart": chart_series(t, p, src.samples_last, chart_points, increment),
         "problems": list(src.problems),
     }
