@@ -578,6 +578,22 @@ class ReplayFeed(Protocol):
         """Counts for the summary: at least ``rows``, ``bad_rows``, ``ticks``, ``bar_interval_s``."""
 
 
+@runtime_checkable
+class ReplaysSymbols(Protocol):
+    """A replay feed of several symbols (optional; the built-in replay feed with
+    ``data_by_symbol``). The run then builds the config's broker once per symbol (a simulated
+    venue each, in ``venues/<SYMBOL>/`` of the state folder) and hands each run of one symbol's
+    ticks to that symbol's venue and strategy; each symbol fills exactly as a one-symbol replay
+    of its own data would."""
+
+    #: The symbols the feed replays, one file each.
+    symbols: list[str]
+
+    def runs(self, after_ns: dict[str, int | None]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """``(symbol, times, prices)`` runs of one symbol's ticks, in time order over all symbols;
+        each symbol's only after its own ``after_ns`` (a resumed replay)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Strategies: the optional attributes and methods the host reads
 # --------------------------------------------------------------------------------------------

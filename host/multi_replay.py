@@ -18,24 +18,11 @@ import dataclasses
 import heapq
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
-
-from .hookspecs import Emit
+from .hookspecs import Emit, ReplaysSymbols
 from .model import BrokerSnapshot, CommissionReport, Fill, OpenOrder, OrderRequest, OrderUpdate
 from .replay import ReplayDriver
-
-
-@runtime_checkable
-class ReplaysSymbols(Protocol):
-    """A replay feed of several symbols (the built-in replay feed with ``data_by_symbol``)."""
-
-    symbols: list[str]
-
-    def runs(self, after_ns: dict[str, int | None]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """``(symbol, times, prices)`` runs of one symbol's ticks, in time order over all symbols;
-        each symbol's only after its own ``after_ns`` (a resumed replay)."""
 
 
 def _ours(symbol: str, event: Any) -> Any:

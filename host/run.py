@@ -26,11 +26,11 @@ from .engine import Engine
 from .plot_worker import PlotWorker
 from .errors import InputError
 from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutions,
-                        LiveAwareSettings, MatchingVenue, ReplayFeed, ReportsFeedStats, ReportsHoldings,
+                        LiveAwareSettings, MatchingVenue, ReplayFeed, ReplaysSymbols, ReportsFeedStats, ReportsHoldings,
                         SharesBrokerConnection, TradesSymbol, hookimpl)
 from .journal import ExecutionJournal
 from .model import CENT, Holdings
-from .multi_replay import MultiSymbolReplayDriver, ReplaysSymbols, VenuesBySymbol
+from .multi_replay import MultiSymbolReplayDriver, VenuesBySymbol
 from .replay import ReplayDriver
 from .state import (StateStore, atomic_write_json, check_out_dir, drop_damaged_picture, ensure_state_dir,
                     is_disk_full, lock_state_dir, state_write, watch_state_writes)
