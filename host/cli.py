@@ -462,11 +462,40 @@ def _print_summary(console, summary: dict, out: Path | None) -> None:
         style = ("red" if text.startswith("-") and text != "-" else "green") if key.endswith("pnl") else ""
         table.add_row(key.replace("_", " "), Text(text, style=style))
     console.print(table)
+    if summary.get("by_strategy"):
+        console.print(_by_strategy_table(summary["by_strategy"]))
     for w in summary.get("warnings") or ():
         times = f" ({w['count']} times)" if w.get("count", 1) > 1 else ""
         console.print(Text(f"warning: {w['title']}{times}: {w['details']}", style="yellow"))
     if out is not None and (out / "fills.csv").exists():
-        console.print(f"outputs: {out}/fills.csv, summary.json, equity.png", markup=False)
+        # Only what is there: a run of several symbols draws no equity.png (no one price picture).
+        written = [name for name in ("fills.csv", "summary.json", "equity.png", "report.html") if (out / name).exists()]
+        console.print(f"outputs: {out}/{', '.join(written)}", markup=False)
+
+
+#: The per-strategy table of a run on several symbols: the summary keys shown, in this order.
+BY_STRATEGY_ROWS = ("symbol", "fills", "round_trips", "realized_pnl", "fees", "net_realized_pnl", "open_lots",
+                    "open_position", "last_price", "open_cost", "market_value", "unrealized_pnl", "total_pnl")
+
+
+def _by_strategy_table(by_strategy: dict[str, dict]):
+    """Each strategy's own symbol, fills and P&L, a column each (a terminal fits a few columns
+    of numbers better than a few rows of many): the totals above add money, never shares."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="by strategy")
+    table.add_column("")
+    for sid in by_strategy:
+        table.add_column(sid, justify="right")
+    for key in BY_STRATEGY_ROWS:
+        cells = []
+        for row in by_strategy.values():
+            text = "-" if row.get(key) is None else str(row[key])
+            style = ("red" if text.startswith("-") and text != "-" else "green") if key.endswith("pnl") else ""
+            cells.append(Text(text, style=style))
+        table.add_row(key.replace("_", " "), *cells)
+    return table
 
 
 _run_options = [

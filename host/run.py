@@ -521,6 +521,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         if last_prices is not None:
             by_strategy = _by_strategy(engine, executions, describe, last_prices.units)
             summary["open_position"] = None  # shares of different symbols do not add up
+            summary["max_drawdown"] = None  # ... nor do their prices make one equity curve
             marked = _marked_totals(by_strategy, stats)
         keys = list(summary)
         at = keys.index("open_position") + 1

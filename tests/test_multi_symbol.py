@@ -229,6 +229,13 @@ def test_a_replay_of_two_symbols_fills_each_as_its_one_symbol_backtest(two_files
     assert summary["by_strategy"]["soxl"]["symbol"] == "SOXL"
     assert summary["ticks"] == 2 * 4 * 1500
     assert (tmp_path / "state" / "venues" / "SOXL" / "venue.sqlite").exists()  # a venue per symbol
+    # The terminal shows each strategy's own symbol and P&L, and claims no picture it did not draw.
+    assert summary["max_drawdown"] is None and summary["equity"] is None
+    lines = res.output.splitlines()
+    assert any("tqqq" in line and "soxl" in line for line in lines[lines.index("by strategy"):])
+    net = {sid: row["net_realized_pnl"] for sid, row in summary["by_strategy"].items()}
+    assert any(net["tqqq"] in line and net["soxl"] in line for line in lines if "net realized pnl" in line)
+    assert lines[-1] == f"outputs: {out}/fills.csv, summary.json" and not (out / "equity.png").exists()
 
 
 def test_a_strategy_whose_symbol_has_no_data_in_the_replay_is_refused_at_its_line(two_files, tmp_path):
