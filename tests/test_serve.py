@@ -132,6 +132,7 @@ def test_page_shows_what_bothost_status_shows(finished, page, capsys):
     state = finished / "state" / "tqqq-paper"
     status = json.loads((state / "status.json").read_text())
     book, summary = status["strategies"]["tqqq_grid"]["book"], status["summary"]
+    held = status["holdings"]["tqqq_grid"]
     shown = bothost("status", str(PAPER), cwd=finished)
     assert shown.returncode == 0, shown.stderr
     rows = rich_rows(shown.stdout)
@@ -141,22 +142,34 @@ def test_page_shows_what_bothost_status_shows(finished, page, capsys):
         page.goto(url)
         page.wait_for_function("document.querySelector('[data-key=\"status\"]')?.textContent === 'done'")
 
-        # the open lots, purchase and target, and the working BUYs: row for row
+        # the open lots (the grid's holdings: its label, level, purchase and exit price) and the
+        # working orders under the grid's own labels: row for row, as its book says them
         lots = table(page, "lots")
-        assert [(r["level"], r["quantity"], r["purchase"], r["sell_price"], r["sell_order_id"]) for r in lots] == [
-            (str(x["level"]), str(x["quantity"]), x["purchase"], x["sell_price"], x["sell_order_id"]) for x in book["lots"]]
+        assert [(r["label"], r["level"], r["quantity"], r["price"], r["exit_price"]) for r in lots] == [
+            (f"L{x['level']}", str(x["level"]), str(x["quantity"]), x["purchase"], x["sell_price"]) for x in book["lots"]]
+        assert len(lots) == len(held["lots"]) > 0
         for r in lots:
-            assert any({r["level"], r["quantity"], r["purchase"], r["sell_price"]} <= set(s) for s in rows), r
+            assert any({r["level"], r["quantity"], r["price"], r["exit_price"]} <= set(s) for s in rows), r
         working = table(page, "working")
-        assert [(r["level"], r["quantity"], r["price"], r["order_id"]) for r in working] == [
-            (str(q["level"]), str(q["quantity"]), q["price"], q["order_id"]) for q in book["queue"]]
+        expected = ([("entry", "BUY", "0", str(book["entry"]["quantity"]), book["entry"]["price"], book["entry"]["order_id"])]
+                    if book["entry"] else []) + [
+            ("queue", "BUY", str(q["level"]), str(q["quantity"]), q["price"], q["order_id"]) for q in book["queue"]]
+        assert [(r["label"], r["side"], r["level"], r["quantity"], r["price"], r["order_id"]) for r in working] == expected
+        assert len(working) == len(held["orders"]) > 0
         for r in working:
             assert any({r["level"], r["quantity"], r["price"], r["order_id"]} <= set(s) for s in rows), r
 
-        # the anchor, the book's P&L and fees, the summary's position marked to the last price
-        assert key(page, "position.anchor") == key(page, "strategy.tqqq_grid.anchor") == book["anchor"] == pairs["anchor"]
+        # the grid's records as it published them: the anchor because the grid published one (the
+        # host's own cards have none), its P&L and fees; its lots with their SELL orders, folded
+        assert page.locator('[data-key="position.anchor"]').count() == 0
+        assert key(page, "strategy.tqqq_grid.book.anchor") == book["anchor"] == pairs["anchor"]
         for k in ("realized_pnl", "fees", "net_realized_pnl"):
-            assert key(page, f"strategy.tqqq_grid.{k}") == book[k] == pairs[k]
+            assert key(page, f"strategy.tqqq_grid.book.{k}") == book[k] == pairs[k]
+        for r in table(page, "strategy.tqqq_grid.book"):  # every scalar of it, an empty list as "none"
+            k = r["what"].replace(" ", "_")
+            assert r["value"] == {"None": "–", "[]": "none"}.get(str(book[k]), str(book[k])), k
+        assert [r["sell_order_id"] for r in table(page, "strategy.tqqq_grid.book.lots")] == [
+            x["sell_order_id"] for x in book["lots"]]
         for k in ("open_position", "last_price", "open_cost", "market_value", "unrealized_pnl", "realized_pnl", "fees",
                   "net_realized_pnl", "total_pnl", "equity", "lowest_equity", "peak_capital_committed", "max_drawdown"):
             assert key(page, f"position.{k}") == str(summary[k]) == pairs[k], k
@@ -166,8 +179,8 @@ def test_page_shows_what_bothost_status_shows(finished, page, capsys):
             k = r["what"].replace(" ", "_")
             assert r["value"] == ("–" if summary[k] is None else str(summary[k])) == pairs[k].replace("None", "–"), k
 
-        # the last reconstruct's findings, and the trigger ladder: the grid's own chain
-        findings = page.locator('[data-list="reconstruct"] li').all_text_contents()
+        # the last reconstruct's findings (the grid's record), and the price levels: the grid's own chain
+        findings = page.locator('[data-list="strategy.tqqq_grid.reconstruct"] li').all_text_contents()
         assert findings == status["strategies"]["tqqq_grid"]["reconstruct"]
         assert all(f in shown.stdout for f in findings)
         from bothost_plugins.tqqq_grid.grid import trigger_chain
@@ -176,7 +189,8 @@ def test_page_shows_what_bothost_status_shows(finished, page, capsys):
         ladder = [r for r in table(page, "ladder") if "level" in r]
         assert len(ladder) >= 10
         for r in ladder:
-            assert D(r["trigger"]) == chain[int(r["level"])]
+            assert D(r["price"]) == chain[int(r["level"])]
+        assert page.get_by_text(f"price levels ({len(ladder)} of {book['grid']['levels']}").count() == 1
         marker = page.locator("tr.lastline").text_content()
         assert marker == f"last price {summary['last_price']}"
         # the chart: the price line and a marker per fill side
@@ -238,7 +252,7 @@ WATCH_PAGE = """() => {
 
 def test_a_new_fill_is_on_the_page_within_a_second(tmp_path, page, capsys):
     data = tmp_path / "bars.csv"
-    assert bothost("data", "synth", "--out", str(data), "--bars", "40000", "--seed", "5", "--band", "40,60",
+    assert bothost("data", "synth", "--out", str(data), "--bars", "80000", "--seed", "5", "--band", "40,60",
                    cwd=tmp_path).returncode == 0
     state = tmp_path / "state"
     with serving("--state", str(state), cwd=tmp_path) as url:
@@ -308,6 +322,38 @@ def test_off_127_0_0_1_every_request_needs_the_token(finished, page):
         page.wait_for_function("document.querySelector('[data-key=\"live\"]')?.textContent === 'live'")
         assert key(page, "status") == "done"
         assert page.locator('[data-table="lots"] tbody tr').count() > 0
+
+
+# ---------------------------------------------------------------------------------- another strategy
+def test_a_strategy_other_than_the_grid_shows_its_lots_and_orders_in_its_own_words(tmp_path, page):
+    """A strategy the host has never heard of: one lot without a level, a SELL under its own
+    label, a record of its own. The page shows them, and none of the grid's words."""
+    from bothost.model import HeldLot, Holdings, Side, WorkingOrder
+    from bothost.serve import views
+    from bothost.serve.report import render_report
+    from bothost.serve.sources import Sources
+
+    held = Holdings.of_lots("EURUSD", [HeldLot(1000, D("1.0842"), label="long leg")],
+                           [WorkingOrder("41", Side.SELL, 1000, D("1.0900"), label="take profit")])
+    records = {"spread": {"z_score": "1.8", "window": 60}, "notes": ["warmed up"]}
+    src = Sources(None, None, status={"strategies": {"pairs": records}, "symbols": {"pairs": "EURUSD"},
+                                      "holdings": {"pairs": held.as_dict()}, "summary": {"status": "done"}},
+                  status_mtime_ns=1)
+    report = tmp_path / "report.html"
+    report.write_text(render_report(views.page_data(src), "pairs"))
+    page.goto(report.as_uri())
+    page.wait_for_selector('[data-strategy="pairs"]')
+
+    assert table(page, "lots") == [{"label": "long leg", "quantity": "1000", "price": "1.0842"}]
+    assert table(page, "working") == [{"label": "take profit", "side": "SELL", "quantity": "1000", "price": "1.0900",
+                                       "filled": "0", "order_id": "41"}]
+    assert key(page, "strategy.pairs.spread.z_score") == "1.8" and key(page, "strategy.pairs.spread.window") == "60"
+    assert page.locator('[data-list="strategy.pairs.notes"] li').all_text_contents() == ["warmed up"]
+    assert page.locator('[data-table="ladder"]').count() == 0  # it trades at no price levels
+    text = page.locator("body").inner_text().lower()
+    assert "EURUSD" in page.locator("h1").text_content()
+    for word in ("anchor", "entry", "queue", "trigger", "buy step", "grid"):
+        assert word not in text, word
 
 
 # ---------------------------------------------------------------------------------- report.html

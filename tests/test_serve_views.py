@@ -49,17 +49,19 @@ def _held(book: dict = BOOK) -> Holdings:
     return Holdings.of_lots(book["symbol"], lots, orders, levels)
 
 
-def test_ladder_around_the_last_price_marks_lots_and_working_buys():
-    lad = views.ladder(_held(), D("49.10"), around=3, step="0.01")
+def test_price_levels_around_the_last_price_mark_lots_and_working_orders():
+    lad = views.ladder(_held(), D("49.10"), around=3)
     rows = {r["level"]: r for r in lad["rows"]}
     assert [r["level"] for r in lad["rows"]] == [0, 1, 2, 3, 4, 5]
     assert lad["next_level"] == 2  # the first trigger below 49.10 is L2's 48.99
-    assert [r["trigger"] for r in lad["rows"]] == ["49.98", "49.48", "48.99", "48.50", "48.02", "47.54"]
-    assert rows[0]["lots"] == [{"quantity": 94, "purchase": "49.98", "sell_price": "50.48"}]
-    assert rows[2]["buys"][0] == {"role": "queue", "order_id": "8", "quantity": 82, "price": "48.99", "filled": 0}
+    assert [r["price"] for r in lad["rows"]] == ["49.98", "49.48", "48.99", "48.50", "48.02", "47.54"]
+    assert rows[0]["lots"] == [{"label": "L0", "quantity": 94, "price": "49.98", "exit_price": "50.48"}]
+    # each order under the strategy's own label (the grid's "queue"), not a word of the host's
+    assert rows[2]["orders"] == [{"label": "queue", "side": "BUY", "order_id": "8", "quantity": 82, "price": "48.99",
+                                  "filled": 0}]
     assert [r["above_last"] for r in lad["rows"]] == [True, True, False, False, False, False]
-    assert rows[5]["lots"] == rows[5]["buys"] == []
-    assert lad["levels"] == 88 and lad["buy_step"] == "0.01"
+    assert rows[5]["lots"] == rows[5]["orders"] == []
+    assert lad["levels"] == 88
     # deep in the map: the window follows the price, clipped at the last level
     deep = views.ladder(_held(), D("1.00"), around=3)
     assert deep["rows"][-1]["level"] == 87 and len(deep["rows"]) == 6
@@ -112,9 +114,10 @@ def test_position_marked_to_the_last_price_while_a_replay_runs():
     assert views.page_data(src, describe)["status"] == "stopped"
     src.run_alive = None
     s = data["strategies"][0]
-    assert s["source"] == "bot_state.json" and s["book"]["lots"] == [LOTS[0]] and s["book"]["shares"] == 94
-    assert s["book"]["queue"] == QUEUE[:1]
-    assert s["reconstruct"] == ["found x"] and s["ladder"]["rows"][0]["lots"][0]["purchase"] == "49.98"
+    # the records at the checkpoint as the strategy published them, its holdings as it reported them
+    assert s["source"] == "bot_state.json" and s["records"] == {"book": fresh, "reconstruct": ["found x"]}
+    assert s["holdings"] == held.as_dict() and s["symbol"] == "TQQQ"
+    assert s["ladder"]["rows"][0]["lots"][0]["price"] == "49.98"
     pos = data["position"]
     # from the executions (the tags name each SELL's purchase price), not from any book
     assert pos["source"] == "computed" and pos["last_price"] == "49.00" and pos["open_position"] == 94
@@ -135,7 +138,23 @@ def test_a_backup_without_the_hosts_section_shows_what_status_json_said():
     src = Sources(None, None, status={"strategies": {"tqqq_grid": {"book": BOOK}}}, status_mtime_ns=1,
                   state=state, state_mtime_ns=2, fills=_fills(), fills_source="venue.sqlite")
     s = views.page_data(src, describe)["strategies"][0]
-    assert s["source"] == "status.json" and s["book"] == BOOK and s["ladder"] is None
+    assert s["source"] == "status.json" and s["records"] == {"book": BOOK}
+    assert s["holdings"] is None and s["ladder"] is None
+
+
+def test_a_strategy_other_than_the_grid_comes_through_in_its_own_words():
+    """No levels, a SELL working under the strategy's own label, a record the host has never seen."""
+    held = Holdings.of_lots("EURUSD", [HeldLot(1000, D("1.0842"))],
+                            [WorkingOrder("41", Side.SELL, 1000, D("1.0900"), label="take profit")])
+    records = {"spread": {"z_score": "1.8", "window": 60}, "notes": ["warmed up"]}
+    src = Sources(None, None, status={"strategies": {"pairs": records}, "symbols": {"pairs": "EURUSD"},
+                                      "holdings": {"pairs": held.as_dict()}}, status_mtime_ns=1)
+    (s,) = views.page_data(src)["strategies"]
+    assert s["id"] == "pairs" and s["symbol"] == "EURUSD" and s["records"] == records
+    assert s["holdings"]["lots"] == [{"quantity": 1000, "price": "1.0842", "level": None, "label": "", "exit_price": None}]
+    assert s["holdings"]["orders"] == [{"order_id": "41", "side": "SELL", "quantity": 1000, "price": "1.0900",
+                                        "filled": 0, "level": None, "label": "take profit"}]
+    assert s["ladder"] is None  # it trades at no levels
 
 
 def test_warnings_and_alert():
@@ -181,13 +200,13 @@ def test_a_finished_run_reads_as_status_json_says(finished):
     status = json.loads((state / "status.json").read_text())
     book = status["strategies"]["tqqq_grid"]["book"]
     s = data["strategies"][0]
-    assert s["book"]["lots"] == book["lots"] and s["book"]["queue"] == book["queue"]
-    assert s["book"]["grid"]["levels"] == 88 and s["ladder"]["buy_step"] == "0.01"
+    assert s["records"] == status["strategies"]["tqqq_grid"] and s["records"]["book"] == book
+    assert s["holdings"] == status["holdings"]["tqqq_grid"] and s["symbol"] == "TQQQ"
     held = Holdings.from_dict(status["holdings"]["tqqq_grid"])
     assert s["ladder"]["levels"] == len(held.levels) == 88
     shown = [lot for row in s["ladder"]["rows"] for lot in row["lots"]]
-    assert shown and all(lot in [{"quantity": b["quantity"], "purchase": b["purchase"], "sell_price": b["sell_price"]}
-                                 for b in book["lots"]] for lot in shown)
+    assert shown and all(lot in [{"label": f"L{b['level']}", "quantity": b["quantity"], "price": b["purchase"],
+                                  "exit_price": b["sell_price"]} for b in book["lots"]] for lot in shown)
     assert all(data["position"][k] == status["summary"][k] for k in views.POSITION_KEYS)
     assert data["fills"]["count"] == status["summary"]["fills"] == len((out / "fills.csv").read_text().splitlines()) - 1
     # the same fills from fills.csv alone (no state folder): levels and prices as written there

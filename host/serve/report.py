@@ -28,7 +28,7 @@ def render_report(data: dict, title: str) -> str:
 
 
 def report_title(data: dict, out_dir: Path) -> str:
-    symbols = [s["book"].get("symbol") for s in data.get("strategies") or () if s.get("book", {}).get("symbol")]
+    symbols = [s["symbol"] for s in data.get("strategies") or () if s.get("symbol")]
     return f"bothost report · {', '.join(symbols) or out_dir.name} · {out_dir.name}"
 
 

@@ -2,16 +2,16 @@
 
 The host knows no strategy's vocabulary; where each thing comes from:
 
-* each strategy's records (what it published with ``ctx.record``, shown as published, the way
-  ``bothost status`` shows them) and what it holds (``hookspecs.ReportsHoldings``: lots, working
-  orders, its price levels): ``status.json``. While a replay runs it writes ``status.json`` only
-  at its end, but ``bot_state.json`` at every checkpoint: when that is the newer file, both come
-  from the host's own section of it (``__host__``), never from a strategy's backup.
+* each strategy's records (what it published with ``ctx.record``, passed through as published:
+  the page shows them the way ``bothost status`` does, keys and all) and what it holds
+  (``hookspecs.ReportsHoldings``: its lots, its working orders with its own label for each, its
+  price levels): ``status.json``. While a replay runs it writes ``status.json`` only at its end,
+  but ``bot_state.json`` at every checkpoint: when that is the newer file, both come from the
+  host's own section of it (``__host__``), never from a strategy's backup.
 * the position and P&L: ``status.json``'s summary once a run has ended; meanwhile computed the
   way the summary is, from the executions and ``describe_order_ref`` (a SELL's tag names its
   lot's purchase price), marked to the newest price the run saved (``price_samples.npz``).
-* the ladder: the strategy's price levels with its lots and working orders at each level; its
-  title (a grid's ``buy_step``) is the strategy's record, passed through.
+* the price levels: the strategy's levels with its lots and working orders at each level.
 * fills: the venue's executions (``venue.sqlite``), a live run's journal (``executions.sqlite``)
   or ``fills.csv``, levels through ``describe_order_ref``; the chart: ``price_samples.npz``
   with the fills marked.
@@ -62,11 +62,11 @@ def price_text(value: Any) -> str | None:
     return None if d is None else f"{d:.2f}"
 
 
-# ------------------------------------------------------------------ the ladder
-def ladder(held: Holdings | None, last: Decimal | None, around: int = 6, step: Any = None) -> dict | None:
+# ------------------------------------------------------------------ the price levels
+def ladder(held: Holdings | None, last: Decimal | None, around: int = 6) -> dict | None:
     """The strategy's price levels around the last price: each level's price, the lots held
-    there (purchase and exit price) and the orders working there. None for a strategy that
-    reports no levels. ``step`` is the title's figure, as the strategy published it."""
+    there (purchase and exit price) and the orders working there, each with the strategy's own
+    label. None for a strategy that reports no levels."""
     if held is None or not held.levels:
         return None
     chain = sorted(held.levels, key=lambda lv: lv.level)
@@ -82,16 +82,15 @@ def ladder(held: Holdings | None, last: Decimal | None, around: int = 6, step: A
     for lv in chain[lo:hi]:
         rows.append({
             "level": lv.level,
-            "trigger": str(lv.price),
+            "price": str(lv.price),
             "above_last": last is not None and lv.price >= last,
-            "lots": [{"quantity": lot.quantity, "purchase": str(lot.price),
-                      "sell_price": None if lot.exit_price is None else str(lot.exit_price)}
+            "lots": [{"label": lot.label, "quantity": lot.quantity, "price": str(lot.price),
+                      "exit_price": None if lot.exit_price is None else str(lot.exit_price)}
                      for lot in held.lots if lot.level == lv.level],
-            "buys": [{"role": o.label, "order_id": o.order_id, "quantity": o.quantity, "price": str(o.price),
-                      "filled": o.filled} for o in held.orders if o.level == lv.level],
+            "orders": [{"label": o.label, "side": o.side.value, "order_id": o.order_id, "quantity": o.quantity,
+                        "price": str(o.price), "filled": o.filled} for o in held.orders if o.level == lv.level],
         })
-    return {"buy_step": None if step is None else str(step), "levels": len(chain),
-            "last": None if last is None else f"{last:.2f}",
+    return {"levels": len(chain), "last": None if last is None else f"{last:.2f}",
             "next_level": chain[center].level if last is not None and center < len(chain) else None, "rows": rows}
 
 
@@ -103,6 +102,8 @@ def _host_section(src: Sources) -> dict:
 
 
 def strategy_views(src: Sources, from_backup: bool, last: Decimal | None) -> list[dict]:
+    """Per strategy: its symbol, what it holds (``Holdings.as_dict``, None for a strategy that
+    reports none), its price levels around ``last`` and its records exactly as it published them."""
     host = _host_section(src) if from_backup else {}
     status = src.status or {}
 
@@ -111,20 +112,19 @@ def strategy_views(src: Sources, from_backup: bool, last: Decimal | None) -> lis
 
     status_records, host_records = mapping(status.get("strategies")), mapping(host.get("records"))
     holdings = mapping(host.get("holdings")) if "holdings" in host else mapping(status.get("holdings"))
+    symbols = mapping(status.get("symbols"))
     out = []
     for sid in dict.fromkeys([*status_records, *host_records, *holdings]):
         fresh = isinstance(host_records.get(sid), dict)
-        records = host_records[sid] if fresh else mapping(status_records.get(sid))
-        book = dict(records["book"]) if isinstance(records.get("book"), dict) else {}
         held = Holdings.from_dict(holdings.get(sid))
-        findings = records.get("reconstruct")
+        symbol = held.symbol if held is not None and held.symbol else symbols.get(sid)
         out.append({
             "id": sid,
             "source": "bot_state.json" if fresh else "status.json",
-            "book": book,
-            "reconstruct": [str(f) for f in findings] if isinstance(findings, list) else [],
-            "ladder": ladder(held, last, step=mapping(book.get("grid")).get("buy_step")),
-            "records": {k: v for k, v in records.items() if k not in ("book", "reconstruct")},
+            "symbol": symbol if isinstance(symbol, str) and symbol else None,
+            "holdings": None if held is None else held.as_dict(),
+            "ladder": ladder(held, last),
+            "records": dict(host_records[sid] if fresh else mapping(status_records.get(sid))),
         })
     return out
 

@@ -6,7 +6,7 @@
 
   var MODE = document.body.getAttribute("data-mode") || "report";
   var LABELS = {
-    open_position: "position (shares)", last_price: "last price", anchor: "anchor",
+    open_position: "position", last_price: "last price",
     realized_pnl: "realized P&L (gross)", fees: "fees", net_realized_pnl: "net realized P&L",
     unrealized_pnl: "unrealized P&L", total_pnl: "total P&L", equity: "equity",
     market_value: "market value", open_cost: "open cost", lowest_equity: "lowest equity",
@@ -40,7 +40,7 @@
   }
 
   function table(columns, rows, opts) {
-    // columns: [{key, label, num}], rows: [{cells: {key: text}, attrs: {...}, cls}]
+    // columns: [{key, label, num}], rows: [{cells: {key: text}, attrs: {...}, cls, keys: {column: data-key}}]
     opts = opts || {};
     var thead = el("thead", null, el("tr", null));
     columns.forEach(function (c) { thead.firstChild.appendChild(el("th", {cls: c.num ? "num" : "", text: c.label})); });
@@ -53,8 +53,8 @@
       } else {
         columns.forEach(function (c) {
           var text = c.blank && !r.cells[c.key] ? "" : show(r.cells[c.key]);
-          var cls = (c.num ? "num " : "") + (c.cls || "") + " " + signClass(c.key, text);
-          tr.appendChild(el("td", {cls: cls.trim(), "data-col": c.key, text: text}));
+          var cls = (c.num ? "num " : "") + (c.cls || "") + " " + signClass(r.keys && r.keys[c.key] || c.key, text);
+          tr.appendChild(el("td", {cls: cls.trim(), "data-col": c.key, "data-key": r.keys ? r.keys[c.key] : null, text: text}));
         });
       }
       tbody.appendChild(tr);
@@ -120,13 +120,13 @@
     niceTicks(pmin, pmax, 6).forEach(function (v) {
       var yy = y(v).toFixed(1);
       out.push('<line class="grid" x1="' + L + '" x2="' + (W - R) + '" y1="' + yy + '" y2="' + yy + '"/>');
-      out.push('<text class="axis" x="' + (L - 6) + '" y="' + yy + '" text-anchor="end" dominant-baseline="middle">' + v.toFixed(2) + '</text>');
+      out.push('<text class="axis end" x="' + (L - 6) + '" y="' + yy + '" dominant-baseline="middle">' + v.toFixed(2) + '</text>');
     });
     var span = tmax - tmin;
     for (var k = 0; k <= 5; k++) {
       var tt = tmin + span * k / 5;
-      out.push('<text class="axis" x="' + x(tt).toFixed(1) + '" y="' + (H - 8) + '" text-anchor="' +
-        (k === 0 ? "start" : k === 5 ? "end" : "middle") + '">' + esc(fmtTime(tt, span)) + '</text>');
+      out.push('<text class="axis' + (k === 0 ? "" : k === 5 ? " end" : " mid") + '" x="' + x(tt).toFixed(1) + '" y="' +
+        (H - 8) + '">' + esc(fmtTime(tt, span)) + '</text>');
     }
     if (ts.length) {
       var pts = [];
@@ -162,76 +162,130 @@
       el("div", {cls: ("value " + (cls || signClass(key, text))).trim(), "data-key": key, text: text}));
   }
 
-  function strategySection(s, data) {
-    var book = s.book || {};
-    var sec = el("section", {cls: "panel", "data-strategy": s.id});
-    sec.appendChild(el("h2", null, s.id + (book.symbol ? " · " + book.symbol : ""),
-      el("span", {cls: "muted", text: "  anchor "}),
-      el("span", {"data-key": "strategy." + s.id + ".anchor", text: show(book.anchor)}),
-      el("span", {cls: "muted", text: "  ·  " + show(book.open_lots) + " lots, " + show(book.shares) + " shares" +
-        (s.source === "bot_state.json" ? "  ·  from the run's checkpoint" : "")})));
-    var lots = (book.lots || []).slice().sort(function (a, b) { return a.level - b.level; });
-    var left = el("div", null, el("h3", {text: "open lots (" + lots.length + ")"}),
-      table([{key: "level", label: "level", num: true}, {key: "quantity", label: "shares", num: true},
-             {key: "purchase", label: "purchase", num: true}, {key: "sell_price", label: "target (sell)", num: true},
-             {key: "sell_order_id", label: "SELL order", num: true}, {key: "note", label: "", blank: true}],
-        lots.map(function (l) {
-          return {cells: {level: l.level, quantity: l.quantity, purchase: l.purchase, sell_price: l.sell_price,
-            sell_order_id: l.sell_order_id, note: l.sell_inactive ? "SELL inactive" : ""},
-            attrs: {"data-lot-level": String(l.level)}};
-        }), {scroll: "lots-" + s.id, empty: "no open lot", attrs: {"data-table": "lots"}}));
-    var working = [];
-    if (book.entry) {
-      working.push({cells: {role: "entry (L0)", level: 0, quantity: book.entry.quantity, price: book.entry.price,
-        filled: book.entry.filled, order_id: book.entry.order_id}, attrs: {"data-order": book.entry.order_id}});
-    }
-    (book.queue || []).forEach(function (b) {
-      working.push({cells: {role: "queue BUY" + (b.inactive ? " (inactive)" : ""), level: b.level, quantity: b.quantity,
-        price: b.price, filled: b.filled, order_id: b.order_id}, attrs: {"data-order": b.order_id}});
+  // A strategy's section: what it holds and has working (its Holdings, in the host's words, each
+  // order under the strategy's own label), its price levels, then its records as it published
+  // them (the way `bothost status` prints them). No word here belongs to any one strategy.
+  function hasAny(rows, key) {
+    return rows.some(function (r) { return r[key] !== null && r[key] !== undefined && r[key] !== ""; });
+  }
+
+  function present(columns, rows) {
+    // optional columns (a label, a level, an exit price) only when the strategy gave one
+    return columns.filter(function (c) { return !c.optional || hasAny(rows, c.key); });
+  }
+
+  function lotsTable(s, lots) {
+    var columns = present([{key: "label", label: "lot", optional: true}, {key: "level", label: "level", num: true, optional: true},
+      {key: "quantity", label: "quantity", num: true}, {key: "price", label: "purchase", num: true},
+      {key: "exit_price", label: "exit at", num: true, optional: true}], lots);
+    return table(columns, lots.map(function (l) {
+      return {cells: l, attrs: {"data-lot-level": l.level === null || l.level === undefined ? null : String(l.level)}};
+    }), {scroll: "lots-" + s.id, empty: "no open lot", attrs: {"data-table": "lots"}});
+  }
+
+  function ordersTable(orders) {
+    var columns = present([{key: "label", label: "order", optional: true}, {key: "side", label: "side"},
+      {key: "level", label: "level", num: true, optional: true}, {key: "quantity", label: "quantity", num: true},
+      {key: "price", label: "limit", num: true}, {key: "filled", label: "filled", num: true},
+      {key: "order_id", label: "order id", num: true}], orders);
+    return table(columns, orders.map(function (o) {
+      return {cells: o, attrs: {"data-order": o.order_id, "class": "order side-" + o.side}};
+    }), {empty: "no working order", attrs: {"data-table": "working"}});
+  }
+
+  function levelsTable(lad) {
+    var rows = [], marked = false;
+    lad.rows.forEach(function (r) {
+      if (!marked && lad.last !== null && !r.above_last) {
+        rows.push({span: "last price " + lad.last, cls: "lastline"});
+        marked = true;
+      }
+      var held = r.lots.map(function (l) {
+        return l.quantity + " @ " + l.price + (l.exit_price ? " → " + l.exit_price : "");
+      }).join("; ");
+      var working = r.orders.map(function (o) {
+        return o.side + " " + o.quantity + " @ " + o.price + (o.label ? " (" + o.label + ")" : "");
+      }).join("; ");
+      rows.push({cells: {level: r.level, price: r.price, held: held, working: working},
+        cls: held ? "held" : (working ? "working" : ""), attrs: {"data-ladder-level": String(r.level)}});
     });
-    var right = el("div", null, el("h3", {text: "working BUYs (" + working.length + ")"}),
-      table([{key: "role", label: "order"}, {key: "level", label: "level", num: true},
-             {key: "quantity", label: "shares", num: true}, {key: "price", label: "limit", num: true},
-             {key: "filled", label: "filled", num: true}, {key: "order_id", label: "order id", num: true}],
-        working, {empty: "no working BUY", attrs: {"data-table": "working"}}));
-    var lad = s.ladder;
-    if (lad) {
-      var rows = [], marked = false;
-      lad.rows.forEach(function (r) {
-        if (!marked && lad.last !== null && !r.above_last) {
-          rows.push({span: "last price " + lad.last, cls: "lastline"});
-          marked = true;
-        }
-        var held = r.lots.map(function (l) { return l.quantity + " @ " + l.purchase + " → " + l.sell_price; }).join("; ");
-        var buys = r.buys.map(function (b) { return b.quantity + " @ " + b.price + (b.role === "entry" ? " (entry)" : ""); }).join("; ");
-        rows.push({cells: {level: r.level, trigger: r.trigger, held: held, buy: buys},
-          cls: held ? "held" : (buys ? "working" : ""), attrs: {"data-ladder-level": String(r.level)}});
+    if (!marked && lad.last !== null) rows.push({span: "last price " + lad.last, cls: "lastline"});
+    return table([{key: "level", label: "level", num: true, cls: "lvl"}, {key: "price", label: "price", num: true},
+      {key: "held", label: "lots held: quantity @ purchase → exit"}, {key: "working", label: "working orders"}], rows,
+      {attrs: {"data-table": "ladder"}});
+  }
+
+  function isScalar(v) { return v === null || typeof v !== "object"; }
+
+  function scalarText(v) {
+    if (isScalar(v)) return show(v);
+    return Array.isArray(v) && !v.length ? "none" : JSON.stringify(v);
+  }
+
+  // One record as published: a mapping is a what/value table (its lists and mappings below it,
+  // folded), a list of mappings a table of their keys, a list of anything else a list, anything
+  // else one line. `path` names it in data-key/data-record: "strategy.<id>.<record>[.<key>...]".
+  function recordBlock(path, title, value, folded) {
+    var box = el("div", {cls: "record", "data-record": path});
+    var head = el(folded ? "summary" : "h3", {text: title});
+    var body = folded ? el("details", {"data-fold": path}, head) : el("div", null, head);
+    box.appendChild(body);
+    if (Array.isArray(value) && value.length && value.every(function (v) { return v && typeof v === "object" && !Array.isArray(v); })) {
+      var cols = [];
+      value.forEach(function (row) { Object.keys(row).forEach(function (k) { if (cols.indexOf(k) < 0) cols.push(k); }); });
+      body.appendChild(table(cols.map(function (k) { return {key: k, label: k.replace(/_/g, " ")}; }),
+        value.map(function (row) {
+          var cells = {};
+          cols.forEach(function (k) { cells[k] = k in row ? scalarText(row[k]) : ""; });
+          return {cells: cells};
+        }), {scroll: path, attrs: {"data-table": path}}));
+    } else if (Array.isArray(value)) {
+      if (!value.length) {
+        body.appendChild(el("p", {cls: "muted", "data-list": path, text: "none"}));
+      } else {
+        var ul = el("ul", {cls: "findings", "data-list": path});
+        value.forEach(function (v) { ul.appendChild(el("li", {text: scalarText(v)})); });
+        body.appendChild(ul);
+      }
+    } else if (value && typeof value === "object") {
+      var keys = Object.keys(value);
+      var flat = keys.filter(function (k) { return !(value[k] && typeof value[k] === "object" && Object.keys(value[k]).length); });
+      body.appendChild(table([{key: "what", label: "what"}, {key: "value", label: "value", num: true}],
+        flat.map(function (k) {
+          return {cells: {what: k.replace(/_/g, " "), value: scalarText(value[k])}, keys: {value: path + "." + k}};
+        }), {empty: "nothing", attrs: {"data-table": path}}));
+      keys.filter(function (k) { return flat.indexOf(k) < 0; }).forEach(function (k) {
+        var n = Array.isArray(value[k]) ? " (" + value[k].length + ")" : "";
+        body.appendChild(recordBlock(path + "." + k, title + " / " + k.replace(/_/g, " ") + n, value[k], true));
       });
-      if (!marked && lad.last !== null) rows.push({span: "last price " + lad.last, cls: "lastline"});
-      right.appendChild(el("h3", {text: "trigger ladder (buy step " + (parseFloat(lad.buy_step) * 100).toFixed(2).replace(/\.?0+$/, "") +
-        "%" + (lad.levels ? ", " + lad.levels + " levels" : "") + ")"}));
-      right.appendChild(table([{key: "level", label: "level", num: true, cls: "lvl"}, {key: "trigger", label: "trigger", num: true},
-        {key: "held", label: "lot held: shares @ purchase → target"}, {key: "buy", label: "working BUY"}], rows,
-        {attrs: {"data-table": "ladder"}}));
-    }
-    sec.appendChild(el("div", {cls: "cols"}, left, right));
-    var pnl = el("div", {cls: "cards"});
-    [["realized_pnl", "realized P&L (gross)"], ["fees", "fees"], ["net_realized_pnl", "net realized P&L"]].forEach(function (kv) {
-      pnl.appendChild(card("strategy." + s.id + "." + kv[0], kv[1], book[kv[0]], signClass(kv[0], show(book[kv[0]]))));
-    });
-    sec.appendChild(el("div", {cls: "spacer"}, pnl));
-    sec.appendChild(el("h3", {text: "last reconstruct"}));
-    if (s.reconstruct.length) {
-      var ul = el("ul", {cls: "findings", "data-list": "reconstruct"});
-      s.reconstruct.forEach(function (f) { ul.appendChild(el("li", {text: f})); });
-      sec.appendChild(ul);
     } else {
-      sec.appendChild(el("p", {cls: "muted", text: "no findings recorded"}));
+      body.appendChild(el("p", {"data-key": path, text: show(value)}));
     }
+    return box;
+  }
+
+  function strategySection(s) {
+    var held = s.holdings;
+    var lots = held ? held.lots : [], orders = held ? held.orders : [];
+    var sec = el("section", {cls: "panel", "data-strategy": s.id});
+    sec.appendChild(el("h2", null, s.id + (s.symbol ? " · " + s.symbol : ""),
+      el("span", {cls: "muted", text: held ? "  ·  position " + held.shares + ", open cost " + held.open_cost
+        : "  ·  reports no holdings"}),
+      el("span", {cls: "muted", text: s.source === "bot_state.json" ? "  ·  from the run's checkpoint" : ""})));
+    if (held) {
+      var left = el("div", null, el("h3", {text: "open lots (" + lots.length + ")"}), lotsTable(s, lots));
+      var right = el("div", null, el("h3", {text: "working orders (" + orders.length + ")"}), ordersTable(orders));
+      if (s.ladder) {
+        right.appendChild(el("h3", {text: "price levels (" + s.ladder.rows.length + " of " + s.ladder.levels + ", around the last price)"}));
+        right.appendChild(levelsTable(s.ladder));
+      }
+      sec.appendChild(el("div", {cls: "cols"}, left, right));
+    }
+    var records = el("div", {cls: "records"});
     Object.keys(s.records || {}).forEach(function (k) {
-      sec.appendChild(el("h3", {text: k}));
-      sec.appendChild(el("pre", {text: JSON.stringify(s.records[k], null, 1)}));
+      records.appendChild(recordBlock("strategy." + s.id + "." + k, k, s.records[k], false));
     });
+    if (records.childNodes.length) sec.appendChild(records);
     return sec;
   }
 
@@ -243,9 +297,11 @@
     var app = document.getElementById("app");
     var scrolls = {};
     app.querySelectorAll("[data-scroll]").forEach(function (n) { scrolls[n.getAttribute("data-scroll")] = n.scrollTop; });
+    var opened = {};  // a record's folded part the reader opened stays open through the next update
+    app.querySelectorAll("details[data-fold]").forEach(function (n) { if (n.open) opened[n.getAttribute("data-fold")] = true; });
     var root = document.createDocumentFragment();
     var strategies = data.strategies || [];
-    var symbols = strategies.map(function (s) { return (s.book || {}).symbol; }).filter(Boolean);
+    var symbols = strategies.map(function (s) { return s.symbol; }).filter(Boolean);
     var status = data.status || (data.has_data ? "unknown" : "no run yet");
     var head = el("header", null, el("h1", {text: "bothost" + (symbols.length ? " · " + symbols.join(", ") : "")}),
       el("span", {cls: "badge " + status, "data-key": "status", text: status}));
@@ -266,10 +322,8 @@
     });
     var pos = data.position || {};
     var cards = el("div", {cls: "cards"});
-    var anchor = strategies.length === 1 ? (strategies[0].book || {}).anchor : null;
-    ["open_position", "last_price", "anchor", "realized_pnl", "fees", "net_realized_pnl", "unrealized_pnl", "total_pnl",
+    ["open_position", "last_price", "realized_pnl", "fees", "net_realized_pnl", "unrealized_pnl", "total_pnl",
      "equity", "market_value", "open_cost", "max_drawdown", "lowest_equity", "peak_capital_committed"].forEach(function (k) {
-      if (k === "anchor") { if (strategies.length === 1) cards.appendChild(card("position.anchor", "anchor", anchor)); return; }
       if (pos[k] === null && ["max_drawdown", "lowest_equity", "peak_capital_committed"].indexOf(k) >= 0) return;
       cards.appendChild(card("position." + k, LABELS[k] || k, pos[k]));
     });
@@ -281,7 +335,7 @@
     chart.appendChild(el("div", {cls: "legend"}, el("span", {cls: "b", text: "BUY fill"}), el("span", {cls: "s", text: "SELL fill"}),
       el("span", {cls: "l", text: "last price"})));
     root.appendChild(chart);
-    strategies.forEach(function (s) { root.appendChild(strategySection(s, data)); });
+    strategies.forEach(function (s) { root.appendChild(strategySection(s)); });
     var f = data.fills || {recent: []};
     var fills = el("section", {cls: "panel"}, el("h2", null, "fills ", el("span", {cls: "muted", text: "(" + show(f.count) +
       (f.source ? ", from " + f.source : "") + (f.count > f.recent.length ? "; newest " + f.recent.length + " shown" : "") + ")"})));
@@ -316,6 +370,7 @@
       var k = n.getAttribute("data-scroll");
       if (scrolls[k]) n.scrollTop = scrolls[k];
     });
+    app.querySelectorAll("details[data-fold]").forEach(function (n) { if (opened[n.getAttribute("data-fold")]) n.open = true; });
   }
 
   function initial() {
