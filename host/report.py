@@ -175,8 +175,10 @@ class FillStats:
     levels: Levels = field(default_factory=Levels)  # per fill, for fills.csv
 
 
-def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None]) -> FillStats:
-    """One pass over the executions: counts, P&L per lot, and the series the plot needs.
+def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None],
+                  row: Callable[[Fill, Any], None] | None = None) -> FillStats:
+    """One pass over the executions: counts, P&L per lot, and the series the plot needs;
+    ``row(fill, level)`` is called for each one when given (fills.csv in the same pass).
 
     A SELL whose tag names its lot's purchase price books ``qty x (sell - purchase)``; one that
     does not (a foreign or legacy order) books against the position's average cost.
@@ -201,6 +203,8 @@ def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None])
             if len(cache) < 65536:  # a SELL's tag is unique to its lot: a bounded memo, not a record
                 cache[ref] = hit
         add_level(hit[0])
+        if row is not None:
+            row(f, hit[0])
         commission = f.commission
         fees += commission
         qty, price = f.quantity, f.price
@@ -316,31 +320,67 @@ def fill_price_text(value: Decimal) -> str:
     return f"{value:.2f}" if value == value.quantize(CENT) else f"{value.normalize():f}"
 
 
-def write_fills(path: Path, fills: Iterable[Fill], levels: Iterable[int | None]) -> None:
-    """fills.csv, one row per execution in order, streamed (rows handed to the writer in
-    batches) to a temp file then renamed."""
-    iso = _IsoTimes()
-    price_text = _Memo(fill_price_text)
-    money_text = _Memo(money)
-    tmp = path.with_name(path.name + ".tmp")
-    levels = iter(levels)
-    with open(tmp, "w", newline="", buffering=1 << 20) as fh:
-        out = csv.writer(fh, lineterminator="\n")
-        out.writerow(FILLS_HEADER)
-        batch: list[list] = []
-        for f in fills:
-            level = next(levels, _END)
-            if level is _END:
-                raise ValueError("write_fills: fewer levels than fills")
-            batch.append([iso(f.time_ns), f.symbol, f.side.value, "" if level is None else level, f.quantity,
-                          price_text[f.price], money_text[f.commission], f.order_id, f.ref])
-            if len(batch) >= 4096:
-                out.writerows(batch)
-                batch.clear()
-        out.writerows(batch)
-        if next(levels, _END) is not _END:
-            raise ValueError("write_fills: more levels than fills")
-    os.replace(tmp, path)
+class FillsCsv:
+    """fills.csv being written: one row per execution in order, formatted here and handed to the
+    csv writer in batches, into a temp file that :meth:`close` renames into place."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.iso = _IsoTimes()
+        self.price_text = _Memo(fill_price_text)
+        self.money_text = _Memo(money)
+        self.fh = open(self.tmp, "w", newline="", buffering=1 << 20)
+        self.out = csv.writer(self.fh, lineterminator="\n")
+        self.out.writerow(FILLS_HEADER)
+        self.batch: list[list] = []
+
+    def add(self, f: Fill, level: Any) -> None:
+        batch = self.batch
+        batch.append([self.iso(f.time_ns), f.symbol, f.side.value, "" if level is None else level, f.quantity,
+                      self.price_text[f.price], self.money_text[f.commission], f.order_id, f.ref])
+        if len(batch) >= 4096:
+            self.out.writerows(batch)
+            batch.clear()
+
+    def close(self) -> None:
+        self.out.writerows(self.batch)
+        self.batch.clear()
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abandon(self) -> None:
+        """Stops without renaming: a half-written temp file never becomes fills.csv."""
+        self.fh.close()
+
+
+def write_fills(path: Path, fills: Iterable[Fill], levels: Iterable[int | None] | None = None, *,
+                describe: Callable[[str], dict | None] | None = None) -> FillStats | None:
+    """fills.csv, one row per execution in order, streamed to a temp file then renamed.
+
+    Each row's level comes from ``levels`` (one per fill), or, given ``describe`` instead, from
+    :func:`collect_fills` run in the same pass: the executions are read once for both fills.csv
+    and the summary's stats, which are returned."""
+    rows = FillsCsv(path)
+    try:
+        if describe is not None:
+            stats = collect_fills(fills, describe, rows.add)
+        else:
+            stats = None
+            levels = iter(levels)
+            add = rows.add
+            for f in fills:
+                level = next(levels, _END)
+                if level is _END:
+                    raise ValueError("write_fills: fewer levels than fills")
+                add(f, level)
+            if next(levels, _END) is not _END:
+                raise ValueError("write_fills: more levels than fills")
+    except BaseException:
+        rows.abandon()
+        raise
+    rows.close()
+    return stats
 
 
 _END = object()

@@ -483,14 +483,14 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         describe = lambda ref: pm.hook.describe_order_ref(ref=ref)  # noqa: E731
         opts.title = opts.title or str(run.path)
         mark = time.perf_counter()
-        stats = report.collect_fills(executions.iter_executions(None), describe)
+        # One read of the executions writes fills.csv and collects the summary's stats.
+        stats = report.write_fills(out / "fills.csv", executions.iter_executions(None), describe=describe)
         t, p, equity, capital = report.equity_curve(stats, *sampler.arrays(), _picture_increment(engine))
         last_prices = pm.get_plugin(LastPrices.NAME)
         if last_prices is not None:
             t = t[:0]  # the price picture interleaves the symbols' prices: no equity.png of it
-        # The plot worker draws while this process writes fills.csv: two cores, two jobs.
+        # The plot worker draws while this process writes summary.json: two cores, two jobs.
         plotting = len(t) > 0 and _submit_plot(worker, opts, out, t, p, equity, capital, stats)
-        report.write_fills(out / "fills.csv", executions.iter_executions(None), stats.levels)
         phases["fills_csv"] = time.perf_counter() - mark
         open_lots = sum(len(h.lots) for h in _holdings(engine).values())
         summary.update({
