@@ -453,3 +453,18 @@ def test_backtest_of_the_live_config_needs_none_of_its_secrets(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bothost", "run", str(LIVE)], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "ALPACA_API_KEY" in r.stderr  # a live run still needs them
+
+
+def test_data_synth_refuses_bars_past_2262_and_a_zero_interval_as_bad_input(tmp_path):
+    # 100,000 daily bars from 2024 overflow the nanosecond clock: it was an internal error (exit 1)
+    from click.testing import CliRunner
+
+    from bothost.cli import cli
+
+    out = tmp_path / "d.csv"
+    res = CliRunner().invoke(cli, ["data", "synth", "--out", str(out), "--bars", "100000", "--interval", "86400"])
+    assert res.exit_code == 2 and "past the year 2262" in res.output and not out.exists()
+    res = CliRunner().invoke(cli, ["data", "synth", "--out", str(out), "--bars", "10", "--interval", "0"])
+    assert res.exit_code == 2 and "at least 1 second" in res.output
+    res = CliRunner().invoke(cli, ["data", "synth", "--out", str(out), "--bars", "300", "--interval", "86400"])
+    assert res.exit_code == 0 and len(out.read_text().splitlines()) == 301

@@ -37,6 +37,13 @@ def synth_command(out: Path, bars: int, seed: int, volatility: float, start_pric
         if not 0 < low < start_price < high:
             raise click.BadParameter(f"need 0 < LOW < start price ({start_price}) < HIGH", param_hint="--band")
         walls = (low, high)
+    from .plugin import MAX_SPAN_S  # the same limit a config's synthetic: section has
+
+    if interval < 1:
+        raise click.BadParameter("a bar is at least 1 second", param_hint="--interval")
+    if bars * interval > MAX_SPAN_S:
+        raise click.BadParameter(f"{bars:,} bars of {interval:,} s reach past the year 2262 (the last time a "
+                                 "nanosecond clock holds): fewer --bars or a shorter --interval", param_hint="--bars")
     write_csv(out, bars=bars, seed=seed, volatility=volatility, start_price=start_price, interval=interval,
               band=walls)
     click.echo(f"wrote {bars:,} bars to {out}")
