@@ -44,13 +44,7 @@ def float_to_cents(value: float) -> int | None:
     """A price a client library decoded as a float, in whole cents, half up: exact for the float
     of a printed price (``97.03`` -> 9703, ``97.035`` -> 9704). None when it is not a positive
     finite number (a bad tick, S3)."""
-    try:
-        d = Decimal(repr(float(value)))
-    except (TypeError, ValueError, ArithmeticError):
-        return None
-    if not d.is_finite() or d <= 0:
-        return None
-    return int((d * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return float_to_units(value, CENT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,16 +143,16 @@ def exact_units(value: Decimal, increment: Decimal = CENT) -> int | None:
 
 
 def float_to_units(value: float, increment: Decimal = CENT) -> int | None:
-    """``float_to_cents`` for any increment."""
-    if increment == CENT:
-        return float_to_cents(value)
+    """A price decoded as a float, in whole units of ``increment``, half up (see
+    :func:`float_to_cents`); None when it is not a positive finite number."""
     try:
         d = Decimal(repr(float(value)))
     except (TypeError, ValueError, ArithmeticError):
         return None
     if not d.is_finite() or d <= 0:
         return None
-    return int((d / increment).quantize(_ONE, rounding=ROUND_HALF_UP))
+    scaled = d * 100 if increment == CENT else d / increment  # cents: a multiply, as before
+    return int(scaled.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
 class Side(str, enum.Enum):

@@ -9,7 +9,6 @@ synthetic data), and passes its own tests.
 from __future__ import annotations
 
 import csv
-import importlib.metadata as md
 import json
 import os
 import shutil
@@ -19,29 +18,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from support.pip_install import pip, uninstall
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PACKAGES = ("ma_cross", "fills_csv")
-
-
-def pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
-                          capture_output=True, text=True, timeout=300)
-
-
-def uninstall() -> None:
-    installed = [name for name in PACKAGES if _installed(name)]
-    if installed:
-        done = pip("uninstall", "-y", *installed)
-        assert done.returncode == 0, done.stderr
-
-
-def _installed(name: str) -> bool:
-    try:
-        md.distribution(name)
-    except md.PackageNotFoundError:
-        return False
-    return True
 
 
 def bothost(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -52,7 +32,7 @@ def bothost(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory):
     """A copy of examples/, both packages installed from it (pip install --no-deps -e)."""
-    uninstall()  # left by an interrupted earlier run
+    uninstall(PACKAGES)  # left by an interrupted earlier run
     root = tmp_path_factory.mktemp("examples") / "examples"
     shutil.copytree(EXAMPLES, root, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "state", "out"))
     installed = pip("install", "--no-deps", "--no-build-isolation",
@@ -61,7 +41,7 @@ def examples(tmp_path_factory):
     try:
         yield root
     finally:
-        uninstall()
+        uninstall(PACKAGES)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

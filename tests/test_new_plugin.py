@@ -8,7 +8,6 @@ and uninstalled at its end, so no other test sees them.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from support.pip_install import pip, uninstall
 from click.testing import CliRunner
 
 from bothost.cli import cli
@@ -24,26 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 KINDS = ("strategy", "broker", "feed", "notifier")
 #: Names no one has installed: a generated package is importable under its name.
 NAMES = {kind: f"np_test_{kind}" for kind in KINDS}
-
-
-def pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
-                          capture_output=True, text=True, timeout=300)
-
-
-def uninstall(names) -> None:
-    installed = [n for n in names if _installed(n)]
-    if installed:
-        done = pip("uninstall", "-y", *installed)
-        assert done.returncode == 0, done.stderr
-
-
-def _installed(name: str) -> bool:
-    try:
-        md.distribution(name)
-    except md.PackageNotFoundError:
-        return False
-    return True
 
 
 def new_plugin(*args: str):
