@@ -83,6 +83,28 @@ def direct_caller(caller):
     return call
 
 
+def first_result(caller, argname: str):
+    """A ``firstresult`` hook of one argument as a plain function of that argument: the first
+    answer that is not None, implementations called in pluggy's order, minus pluggy's per-call
+    bookkeeping (fills.csv asks ``describe_order_ref`` once per lot). Wrappers, or an
+    implementation taking other arguments, keep pluggy's path."""
+    impls = caller.get_hookimpls()
+    if any(i.hookwrapper or i.wrapper or tuple(i.argnames) != (argname,) for i in impls):
+        return lambda value: caller(**{argname: value})
+    funcs = [i.function for i in reversed(impls)]
+    if len(funcs) == 1:
+        return funcs[0]
+
+    def call(value):
+        for func in funcs:
+            result = func(value)
+            if result is not None:
+                return result
+        return None
+
+    return call
+
+
 @dataclass(frozen=True, slots=True)
 class TimerDue:
     ctx: HostContext

@@ -28,8 +28,8 @@ through the small protocols at the end of this module (:class:`Broker`, :class:`
 *optional protocol* below (``runtime_checkable``; the host tests ``isinstance(obj, Protocol)``,
 never ``hasattr``): :class:`ChecksBeforeConnect`, :class:`SharesBrokerConnection`,
 :class:`ReportsFeedStats` (feeds); :class:`SupervisedBroker`, :class:`PacedBroker`,
-:class:`KeepsExecutions`, :class:`MatchingVenue` (brokers); :class:`LiveAwareSettings` (a
-broker's settings model); :class:`TradesSymbol`, :class:`ChoosesTicks`,
+:class:`KeepsExecutions`, :class:`KeepsExecutionColumns`, :class:`MatchingVenue` (brokers);
+:class:`LiveAwareSettings` (a broker's settings model); :class:`TradesSymbol`, :class:`ChoosesTicks`,
 :class:`ReportsHoldings` (strategies). Implement the whole protocol or none of it.
 
 **The API version.** A plugin module declares the version of this contract it was written for
@@ -117,6 +117,7 @@ from .model import (
     BrokerSnapshot,
     CommissionReport,
     ConnectionEvent,
+    ExecutionColumns,
     Fill,
     Holdings,
     Instrument,
@@ -407,7 +408,8 @@ class Broker(Protocol):
 
     Optional: :class:`SupervisedBroker` (``supervise()``), :class:`PacedBroker`
     (``handled(event)``), :class:`KeepsExecutions` (``iter_executions()``),
-    :class:`MatchingVenue` (a simulated venue); and its settings model should be
+    :class:`KeepsExecutionColumns` (``iter_execution_columns()``), :class:`MatchingVenue` (a
+    simulated venue); and its settings model should be
     :class:`LiveAwareSettings` (S2: a broker whose settings do not say whether they point at a
     live account is refused for ``mode: paper``).
     """
@@ -440,6 +442,18 @@ class KeepsExecutions(Protocol):
     def iter_executions(self, since_ns: int | None = None) -> Iterator[Fill]:
         """Every execution the broker keeps (those after ``since_ns`` when given), oldest first,
         streamed (fills.csv of a long replay does not fit a list comfortably)."""
+
+
+@runtime_checkable
+class KeepsExecutionColumns(Protocol):
+    """A :class:`KeepsExecutions` broker that can also hand its executions over as columns, a
+    chunk at a time: fills.csv and the summary of a replay with a million executions are then
+    written without an object per execution (``bothost.fill_columns``). Same executions, same
+    order, same files as :meth:`KeepsExecutions.iter_executions`."""
+
+    def iter_execution_columns(self, chunk: int = 65536) -> Iterator[ExecutionColumns]:
+        """Every execution the broker keeps, oldest first, ``chunk`` at a time as
+        :class:`~bothost.model.ExecutionColumns`."""
 
 
 @runtime_checkable

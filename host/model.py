@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -300,6 +300,26 @@ class Fill:
     def stable_id(self) -> str:
         """The order's account-wide identity (``perm_id``, else ``order_id``)."""
         return self.perm_id or self.order_id
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionColumns:
+    """A run of executions, oldest first, as one sequence per :class:`Fill` field (all of equal
+    length): how a broker that keeps many executions hands them over for fills.csv without an
+    object per execution (:class:`~bothost.hookspecs.KeepsExecutionColumns`)."""
+
+    exec_id: Sequence[str]
+    order_id: Sequence[str]
+    time_ns: Sequence[int]
+    symbol: Sequence[str]
+    side: Sequence[Side]
+    quantity: Sequence[int]
+    price: Sequence[Decimal]
+    commission: Sequence[Decimal]
+    ref: Sequence[str]
+    order_quantity: Sequence[int]
+    order_filled: Sequence[int]
+    order_avg_price: Sequence[Decimal]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import fingerprint, report
-from .engine import Engine
+from .engine import Engine, first_result
+from .fill_columns import NotColumnar, write_fills_columns
 from .plot_worker import PlotWorker
 from .errors import InputError
-from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutions,
+from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecutionColumns, KeepsExecutions,
                         LiveAwareSettings, MatchingVenue, ReplayFeed, ReplaysSymbols, ReportsFeedStats, ReportsHoldings,
                         SharesBrokerConnection, TradesSymbol, hookimpl)
 from .journal import ExecutionJournal
@@ -480,11 +481,19 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
     executions = broker if isinstance(broker, KeepsExecutions) else engine.journal
     if out is not None and executions is not None:
         out.mkdir(parents=True, exist_ok=True)
-        describe = lambda ref: pm.hook.describe_order_ref(ref=ref)  # noqa: E731
+        describe = first_result(pm.hook.describe_order_ref, "ref")
         opts.title = opts.title or str(run.path)
         mark = time.perf_counter()
-        # One read of the executions writes fills.csv and collects the summary's stats.
-        stats = report.write_fills(out / "fills.csv", executions.iter_executions(None), describe=describe)
+        # One read of the executions writes fills.csv and collects the summary's stats: as
+        # columns where the broker offers them and the money is whole cents, else fill by fill.
+        stats = None
+        if isinstance(executions, KeepsExecutionColumns):
+            try:
+                stats = write_fills_columns(out / "fills.csv", executions.iter_execution_columns(16384), describe)
+            except NotColumnar as exc:
+                log.debug("fills.csv fill by fill: %s", exc)
+        if stats is None:
+            stats = report.write_fills(out / "fills.csv", executions.iter_executions(None), describe=describe)
         t, p, equity, capital = report.equity_curve(stats, *sampler.arrays(), _picture_increment(engine))
         last_prices = pm.get_plugin(LastPrices.NAME)
         if last_prices is not None:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bothost.hookspecs import BuildEnv, Emit, hookimpl
-from bothost.model import BrokerSnapshot, Fill, OrderRequest
+from bothost.model import BrokerSnapshot, ExecutionColumns, Fill, OrderRequest
 
 from .store import VenueStore
 from .venue import BrokerLike, Commission, Venue
@@ -164,6 +164,11 @@ class SimBroker:
         """Every execution of the account, oldest first (for fills.csv)."""
         self.checkpoint()
         return self.store.iter_executions(since_ns)
+
+    def iter_execution_columns(self, chunk: int = 65536) -> Iterator[ExecutionColumns]:
+        """The same executions as columns, ``chunk`` at a time (fills.csv of a long replay)."""
+        self.checkpoint()
+        return self.store.iter_execution_columns(chunk)
 
 
 def make_sim_broker(config: SimBrokerConfig, env: BuildEnv) -> SimBroker:
