@@ -9,6 +9,7 @@ integer nanoseconds since the Unix epoch, UTC, so that ordering and arithmetic a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,35 @@ from typing import Any
 
 CENT = Decimal("0.01")
 NS_PER_SECOND = 1_000_000_000
+
+
+def _quick_init(cls: type) -> type:
+    """A frozen, slotted dataclass with the same ``__init__`` made faster: the generated one sets
+    each field through ``object.__setattr__``, looked up field by field; this one stores through
+    the slots' own descriptors. Same signature, same defaults, same instance; about twice as fast,
+    which counts for the events a replay makes once per fill (Fill, OrderUpdate, OrderRequest...).
+    Only for classes without default factories, ``InitVar`` or ``__post_init__``."""
+    fields = dataclasses.fields(cls)
+    if hasattr(cls, "__post_init__") or any(f.default_factory is not dataclasses.MISSING or not f.init
+                                            for f in fields):
+        raise TypeError(f"_quick_init cannot stand in for {cls.__name__}.__init__")
+    names: dict[str, Any] = {}
+    params, body = [], []
+    for f in fields:
+        names[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            names[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n", names)  # noqa: S102
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = {**{f.name: f.type for f in fields}, "return": "None"}
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
 
 
 def round2(value: Decimal) -> Decimal:
@@ -201,6 +231,7 @@ _LIVE = frozenset({OrderStatus.PENDING_SUBMIT, OrderStatus.PRE_SUBMITTED, OrderS
                    OrderStatus.INACTIVE})
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Tick:
     """One market-data print. `price` is the trade price in units of the symbol's
@@ -214,6 +245,7 @@ class Tick:
     ask: int | None = None
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
     """What a strategy asks the broker to do. `ref` is the order's tag (IB `orderRef`)."""
@@ -269,6 +301,7 @@ class OpenOrder:
         return self.status.is_live
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution. `order_filled` / `order_avg_price` describe the whole order after it.
@@ -322,6 +355,7 @@ class ExecutionColumns:
     order_avg_price: Sequence[Decimal]
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class CommissionReport:
     """The commission of an execution reported after the fill itself (matched by ``exec_id``)."""
@@ -331,6 +365,7 @@ class CommissionReport:
     time_ns: int = 0
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """A change of an order's status (submitted, cancelled, rejected, filled)."""

@@ -32,7 +32,7 @@ from .hookspecs import (BuildEnv, ChecksBeforeConnect, CriticalStop, KeepsExecut
 from .journal import ExecutionJournal
 from .model import CENT, Holdings
 from .multi_replay import MultiSymbolReplayDriver, VenuesBySymbol
-from .replay import ReplayDriver
+from .replay import ReplayDriver, replay_gc
 from .state import (StateStore, atomic_write_json, check_out_dir, drop_damaged_picture, ensure_state_dir,
                     is_disk_full, lock_state_dir, state_write, watch_state_writes)
 
@@ -337,7 +337,7 @@ async def _drive(run, opts: RunOptions, console: Console, engine: Engine, broker
                 driver = ReplayDriver(engine, feed, **options)
             with _progress(console, opts.progress and run.engine.progress, feed) as advance:
                 driver.on_progress = advance
-                with _stop_on_signals(lambda: setattr(driver, "interrupted", True)):
+                with _stop_on_signals(lambda: setattr(driver, "interrupted", True)), replay_gc():
                     await driver.run()
             if driver.interrupted:
                 status = "interrupted"

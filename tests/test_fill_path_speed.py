@@ -115,3 +115,44 @@ def test_fill_path_targets_read_off_a_run():
     assert got["range-bound 10M: peak RSS MB"] == (250, True)
     assert got["range-bound 10M wall / 1M wall"] == (12.0, False)
     assert got["live tick-to-order p99 with fills, us"] == (80.0, True)
+
+
+def test_a_replay_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    """replay_gc tunes the collector for the replay only: afterwards nothing stays frozen and the
+    thresholds are back (a sweep or a test suite runs many backtests in one process)."""
+    import gc
+
+    from bothost.replay import REPLAY_GC_THRESHOLD, replay_gc
+    from bothost.testing import run_backtest
+
+    before = gc.get_threshold()
+    with replay_gc():
+        assert gc.get_threshold() == REPLAY_GC_THRESHOLD and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    r = run_backtest(Path(__file__).resolve().parents[1] / "configs" / "tqqq-paper.yaml", out_dir=tmp_path / "run",
+                     overrides=["feed.synthetic.bars=2000"])
+    assert r.ok, r.output
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_the_plotted_line_keeps_every_extreme_of_the_full_line():
+    """equity.png draws each series reduced to its first, lowest, highest and last point per
+    bucket: the picture loses no spike, and short series are drawn whole."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    for n in (10, 6000, 27_140, 200_000):
+        t = np.sort(rng.integers(0, 10**15, n))
+        y = np.cumsum(rng.standard_normal(n))
+        y[rng.integers(0, n)] += 500  # a spike
+        tt, yy = report.envelope(t, y)
+        if n <= 6000:
+            assert len(tt) == n
+            continue
+        assert len(tt) <= 4 * 1500 and (np.diff(tt) >= 0).all()
+        assert (tt[0], tt[-1]) == (t[0], t[-1]) and yy.max() == y.max() and yy.min() == y.min()
+        # every kept point is a point of the line, and each bucket's extremes are among them
+        assert set(zip(tt.tolist(), yy.tolist())) <= set(zip(t.tolist(), y.tolist()))
+        edges = np.linspace(0, n, 1501).astype(int)
+        for a, b in zip(edges[:-1], edges[1:]):
+            assert y[a:b].max() in yy and y[a:b].min() in yy

@@ -59,7 +59,7 @@ def during(obj, name, only=lambda *a, **k: True):
     "checkpoint": lambda: during(store.VenueStore, "checkpoint"),  # the venue's commit
     "state write": lambda: during(state, "_replace" if hasattr(state, "_replace") else "atomic_write_bytes",
                                   lambda src, *a, **k: "bot_state" in str(src)),  # the backup's atomic write
-    "fills.csv": lambda: during(report, "write_fills"),
+    "fills.csv": lambda: during(run, "write_fills_columns"),  # a replay's fills.csv (the row path's is report.write_fills)
     "summary.json": lambda: during(report, "write_summary"),
     "equity.png": lambda: during(run, "_finish_plot"),
 }[point]()

@@ -347,17 +347,22 @@ class Venue:
                 self._cancel_now(order)
 
     def match(self, time_ns: int, price: int) -> Iterator[Fill]:
+        """The fills of a tick, one at a time (lazily: each is handled before the next is made).
+        Not itself a generator: the tick's clock moves and its acknowledgements go out now, and
+        the usual tick hands over ``_match`` as it is (one generator per tick, not two)."""
         self.clock_ns = time_ns
         self.last = price
         if self.unacked:
             self._acknowledge(time_ns)
         if self.like.reports_late:
-            yield from self._match_reporting_late(time_ns, price)
-        elif self.cancelling:
-            yield from self._match(time_ns, price)
-            self._finish_cancels()
-        else:
-            yield from self._match(time_ns, price)
+            return self._match_reporting_late(time_ns, price)
+        if self.cancelling:
+            return self._match_then_cancel(time_ns, price)
+        return self._match(time_ns, price)
+
+    def _match_then_cancel(self, time_ns: int, price: int) -> Iterator[Fill]:
+        yield from self._match(time_ns, price)
+        self._finish_cancels()
 
     def _match_reporting_late(self, time_ns: int, price: int) -> Iterator[Fill]:
         """``match`` with the reporting faults of :class:`BrokerLike` (duplicate executions,

@@ -15,8 +15,8 @@ State, all small dicts:
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections import OrderedDict
 from operator import attrgetter
 from decimal import Decimal
 from typing import Any
@@ -97,11 +97,11 @@ class Book:
         #: executions already booked (the newest REMEMBER_EXECS): one delivered again (a broker
         #: replaying them after a reconnect, or reporting one twice) is ignored, also after its
         #: order has ended (hookspecs.on_fill: "an execution can be delivered twice")
-        self._booked_execs: OrderedDict[str, None] = OrderedDict()
+        self._booked_execs: dict[str, None] = {}
         #: BUYs that ended, order id -> the filled quantity their lot was made of: IB may report
         #: an order's final status (Cancelled with a filled quantity) before the execution itself,
         #: and that execution then belongs to a lot already made
-        self._ended_buys: OrderedDict[str, int] = OrderedDict()
+        self._ended_buys: dict[str, int] = {}
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -361,17 +361,23 @@ class Book:
     def _remember_execs(self, exec_ids) -> None:
         booked = self._booked_execs
         for exec_id in exec_ids:
-            booked[exec_id] = None
-            booked.move_to_end(exec_id)
-        while len(booked) > REMEMBER_EXECS:
-            booked.popitem(last=False)
+            booked.pop(exec_id, None)
+            booked[exec_id] = None  # the newest at the end
+        self._forget_old_execs()
+
+    def _forget_old_execs(self) -> None:
+        """Keep at least the newest REMEMBER_EXECS, dropping the older half once there are twice
+        as many (an insert per fill, not an ordered dict's bookkeeping on every one)."""
+        booked = self._booked_execs
+        if len(booked) >= 2 * REMEMBER_EXECS:
+            for exec_id in list(itertools.islice(booked, len(booked) - REMEMBER_EXECS)):
+                del booked[exec_id]
 
     def _book_exec(self, fill: Fill) -> None:
         booked = self._booked_execs
-        booked[fill.exec_id] = None
-        booked.move_to_end(fill.exec_id)
-        if len(booked) > REMEMBER_EXECS:
-            booked.popitem(last=False)
+        booked[fill.exec_id] = None  # a new one (on_fill ignores one booked already)
+        if len(booked) >= 2 * REMEMBER_EXECS:
+            self._forget_old_execs()
         if fill.commission is None:
             self.fee_pending.add(fill.exec_id)  # booked when its CommissionReport arrives
         else:
@@ -399,9 +405,11 @@ class Book:
             self.entry_id = None
         if b.filled <= 0:
             return
-        self._ended_buys[b.order_id] = b.filled
-        if len(self._ended_buys) > REMEMBER_ENDED:
-            self._ended_buys.popitem(last=False)
+        ended = self._ended_buys
+        ended[b.order_id] = b.filled
+        if len(ended) >= 2 * REMEMBER_ENDED:  # keep the newest REMEMBER_ENDED, trimmed in bulk
+            for order_id in list(itertools.islice(ended, len(ended) - REMEMBER_ENDED)):
+                del ended[order_id]
         purchase = b.avg_price if b.avg_price is not None else b.price
         if b.is_entry:
             if self.lots:
