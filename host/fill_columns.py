@@ -49,22 +49,30 @@ def _cents(value: Decimal) -> int:
 
 class _CentsMemo(dict):
     def __missing__(self, value: Decimal) -> int:
-        cents = self[value] = _cents(value)
+        cents = _cents(value)
+        if len(self) < 65536:  # bounded: daily bars over years are many distinct prices
+            self[value] = cents
         return cents
 
 
-def write_fills_columns(path: Path, chunks: Iterable[ExecutionColumns],
-                        describe: Callable[[str], dict | None]) -> FillStats:
+def write_fills_columns(path: Path, chunks: Iterable[ExecutionColumns], describe: Callable[[str], dict | None],
+                        sample_times: np.ndarray | None = None, markers: int = 5000) -> FillStats:
     """fills.csv (byte for byte what :func:`bothost.report.write_fills` writes) and the
     :class:`~bothost.report.FillStats` of :func:`bothost.report.collect_fills`, in one pass over
     ``chunks``. Streamed to a temp file renamed into place; on NotColumnar (or any failure) the
-    temp file is removed and fills.csv is left as it was."""
+    temp file is removed and fills.csv is left as it was.
+
+    Given ``sample_times`` (the price picture's times, ascending), nothing per fill is kept: the
+    position, cash and capital are kept at those times instead (``FillStats.at_samples``, what
+    :func:`bothost.report.equity_curve` reads off the per-fill series otherwise), and the fill
+    markers of the picture are thinned as they come (to at most ``2 x markers`` a side). Memory
+    then stays flat however many fills."""
     tmp = path.with_name(path.name + ".tmp")
     fh = open(tmp, "w", newline="", buffering=1 << 20)
     try:
         out = csv.writer(fh, lineterminator="\n")
         out.writerow(FILLS_HEADER)
-        stats = _collect(chunks, describe, lambda *columns: _write_rows(fh, out, columns))
+        stats = _collect(chunks, describe, lambda *columns: _write_rows(fh, out, columns), sample_times, markers)
     except BaseException:
         fh.close()
         os.unlink(tmp)
@@ -72,6 +80,25 @@ def write_fills_columns(path: Path, chunks: Iterable[ExecutionColumns],
     fh.close()
     os.replace(tmp, path)
     return stats
+
+
+class _Thinned:
+    """A picture's fill markers kept to at most ``2 * most`` however many fills come: every
+    ``stride``-th one, the stride doubling (and every other kept one dropped) when full. The
+    plot thins them to ``most`` evenly in the end (report.fill_points)."""
+
+    def __init__(self, points: Any, most: int = 5000):
+        self.points, self.most = points, most
+        self.stride, self.seen = 1, 0
+
+    def add(self, t: np.ndarray, p: np.ndarray) -> None:
+        first = (-self.seen) % self.stride  # the index in this batch of the next one kept
+        self.seen += len(t)
+        self.points.t.frombytes(t[first::self.stride].tobytes())
+        self.points.p.frombytes(p[first::self.stride].tobytes())
+        while len(self.points.t) > 2 * self.most:
+            self.points.t, self.points.p = self.points.t[::2], self.points.p[::2]
+            self.stride *= 2
 
 
 _NEEDS_QUOTES = (",", '"', "\n", "\r")
@@ -94,8 +121,13 @@ def _write_rows(fh: Any, out: Any, columns: tuple) -> None:
 
 
 def _collect(chunks: Iterable[ExecutionColumns], describe: Callable[[str], dict | None],
-             write: Callable[..., None]) -> FillStats:
+             write: Callable[..., None], sample_times: np.ndarray | None = None, most: int = 5000) -> FillStats:
     stats = FillStats()
+    flat = sample_times is not None  # keep the series at the samples, not per fill
+    if flat:
+        st = np.asarray(sample_times, dtype=np.int64)
+        at_pos, at_cash, at_cap = np.zeros(len(st), np.int64), np.zeros(len(st)), np.zeros(len(st))
+        markers = {True: _Thinned(stats.buys, most), False: _Thinned(stats.sells, most)}
     refs: dict[str, tuple] = {}  # ref -> (level, purchase in cents or None), bounded as the row path's
     cents = _CentsMemo()
     iso = _IsoTimes()
@@ -180,21 +212,34 @@ def _collect(chunks: Iterable[ExecutionColumns], describe: Callable[[str], dict 
             raise NotColumnar("money beyond float's exact integers")
         prices_f = np.fromiter((float(v) for v in chunk.price), dtype=np.float64, count=n)
         t64 = np.asarray(ft, dtype=np.int64)
-        for points, mask in ((stats.buys, is_buy), (stats.sells, sell)):
-            points.t.frombytes(t64[mask].tobytes())
-            points.p.frombytes(prices_f[mask].tobytes())
-        for hit in info:
-            levels.append(hit[0])
-        times.frombytes(t64.tobytes())
-        positions.frombytes(pos.tobytes())
         # float(Decimal) and an exact integer over a power of ten are both the correctly rounded
         # value of the same number (both below 2**53): the series equal the row path's to the bit.
-        cash_series.frombytes((cash_run / float(denominator)).tobytes())
-        capital.frombytes((cost_run / 100.0).tobytes())
+        cash_f, cap_f = cash_run / float(denominator), cost_run / 100.0
+        if flat:
+            # Each sample takes the newest fill at or before it: those of this chunk overwrite
+            # what earlier chunks gave (the executions come in time order).
+            last = np.searchsorted(t64, st, side="right") - 1
+            hit = last >= 0
+            at_pos[hit], at_cash[hit], at_cap[hit] = pos[last[hit]], cash_f[last[hit]], cap_f[last[hit]]
+            markers[True].add(t64[is_buy], prices_f[is_buy])
+            markers[False].add(t64[sell], prices_f[sell])
+        else:
+            for points, mask in ((stats.buys, is_buy), (stats.sells, sell)):
+                points.t.frombytes(t64[mask].tobytes())
+                points.p.frombytes(prices_f[mask].tobytes())
+            for hit_ in info:
+                levels.append(hit_[0])
+            times.frombytes(t64.tobytes())
+            positions.frombytes(pos.tobytes())
+            cash_series.frombytes(cash_f.tobytes())
+            capital.frombytes(cap_f.tobytes())
         write(iso.many(ft), chunk.symbol, [s.value for s in side], ["" if h[0] is None else h[0] for h in info],
               chunk.quantity, [price_text[v] for v in chunk.price], [money_text[c] for c in chunk.commission], chunk.order_id,
               chunk.ref)
     stats.buy_fills, stats.sell_fills, stats.round_trips = buys, sells, trips
+    stats.last_position = position
+    if flat:
+        stats.at_samples = (st, at_pos, at_cash, at_cap)
     if not any_fill:
         return stats
     # Back to Decimal, with the exponents the row path's sums would carry.

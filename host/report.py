@@ -173,6 +173,10 @@ class FillStats:
     buys: FillPoints = field(default_factory=FillPoints)
     sells: FillPoints = field(default_factory=FillPoints)
     levels: Levels = field(default_factory=Levels)  # per fill, for fills.csv
+    last_position: int = 0  # shares held after the last fill
+    #: (sample times ascending, position, cash, capital at each): the same as the per-fill
+    #: series above read at those times, kept instead of them (bothost.fill_columns)
+    at_samples: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None],
@@ -240,6 +244,7 @@ def collect_fills(fills: Iterable[Fill], describe: Callable[[str], dict | None],
         add_cash(float(cash))
         add_cap(float(cost))
     stats.buy_fills, stats.sell_fills, stats.round_trips = buys, sells, trips
+    stats.last_position = position
     stats.realized_pnl, stats.fees, stats.peak_capital = realized, fees, peak
     stats.open_cost = cost
     stats.cash_exact = cash
@@ -417,7 +422,11 @@ def equity_curve(stats: FillStats, sample_t: np.ndarray, sample_p: np.ndarray, i
     ``sample_p`` counts units of ``increment`` (cents by default); the prices returned are floats."""
     order = np.argsort(sample_t, kind="stable")
     t, p = sample_t[order], (sample_p[order] / 100.0 if increment == CENT else sample_p[order] * float(increment))
-    if len(stats.times):
+    if stats.at_samples is not None:
+        at_t, pos, cash, cap = stats.at_samples
+        if not np.array_equal(at_t, t):
+            raise ValueError("equity_curve: the stats were kept at other sample times than these")
+    elif len(stats.times):
         ft = np.asarray(stats.times, dtype=np.int64)
         idx = np.searchsorted(ft, t, side="right") - 1
         pos = np.where(idx >= 0, np.asarray(stats.positions)[idx.clip(0)], 0)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -487,14 +488,16 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
         # One read of the executions writes fills.csv and collects the summary's stats: as
         # columns where the broker offers them and the money is whole cents, else fill by fill.
         stats = None
+        sample_t, sample_p = sampler.arrays()
         if isinstance(executions, KeepsExecutionColumns):
-            try:
-                stats = write_fills_columns(out / "fills.csv", executions.iter_execution_columns(16384), describe)
+            try:  # kept at the picture's sample times, not per fill: memory stays flat
+                stats = write_fills_columns(out / "fills.csv", executions.iter_execution_columns(16384), describe,
+                                            np.sort(sample_t, kind="stable"))
             except NotColumnar as exc:
                 log.debug("fills.csv fill by fill: %s", exc)
         if stats is None:
             stats = report.write_fills(out / "fills.csv", executions.iter_executions(None), describe=describe)
-        t, p, equity, capital = report.equity_curve(stats, *sampler.arrays(), _picture_increment(engine))
+        t, p, equity, capital = report.equity_curve(stats, sample_t, sample_p, _picture_increment(engine))
         last_prices = pm.get_plugin(LastPrices.NAME)
         if last_prices is not None:
             t = t[:0]  # the price picture interleaves the symbols' prices: no equity.png of it
@@ -511,7 +514,7 @@ async def _outputs(run, pm, engine: Engine, broker, feed, sampler, opts, started
             "fees": str(report.money(stats.fees)),
             "net_realized_pnl": str(report.money(stats.realized_pnl - stats.fees)),
             "open_lots": open_lots,
-            "open_position": stats.positions[-1] if stats.positions else 0,
+            "open_position": stats.last_position,
             "peak_capital_committed": str(report.money(stats.peak_capital)),
             "max_drawdown": str(report.money(Decimal(repr(round(report.max_drawdown(equity), 2))))),
         })
@@ -573,7 +576,7 @@ def _by_strategy(engine: Engine, executions, describe, last_units: dict[str, int
         stats = report.collect_fills((e for e in executions.iter_executions(None) if e.symbol == ctx.symbol),
                                      describe)
         holding = held.get(ctx.strategy_id)
-        shares, open_cost = (stats.positions[-1] if stats.positions else 0), stats.open_cost
+        shares, open_cost = stats.last_position, stats.open_cost
         if live and holding is not None:  # the journal need not start from an empty account
             shares, open_cost = holding.shares, holding.open_cost
         last = last_units.get(ctx.symbol)
@@ -649,7 +652,7 @@ def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats
     last price; ``lowest_equity`` the lowest it was on the way (the price picture's lows)."""
     mark = report.Mark.of(shares, open_cost, None if last is None else last[1], increment)
     net = stats.realized_pnl - stats.fees
-    held = stats.positions[-1] if stats.positions else 0
+    held = stats.last_position
     cash = stats.cash_exact
     equity = None if last is None and held else cash + held * (mark.last_price if last else 0)
     seen = [Decimal(repr(round(float(curve.min()), 2)))] if len(curve) else []

@@ -9,6 +9,7 @@ import random
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -80,6 +81,36 @@ def test_columns_write_and_count_what_the_rows_do(tmp_path_factory, seed, n, siz
     cols = write_fills_columns(tmp / "cols.csv", _columns(fills, size), describe_order_ref)
     assert (tmp / "cols.csv").read_bytes() == (tmp / "rows.csv").read_bytes()
     _same_stats(cols, rows)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**9), n=st.integers(0, 300), samples=st.integers(1, 400),
+       size=st.sampled_from([1, 9, 128]), most=st.sampled_from([2, 7, 5000]))
+def test_kept_at_the_sample_times_the_picture_and_summary_are_the_row_paths(tmp_path_factory, seed, n, samples,
+                                                                               size, most):
+    """Given the price picture's times, the columnar path keeps nothing per fill, yet the equity
+    and capital curves (and so max_drawdown) equal the row path's to the bit, and the fill
+    markers are every 2**k-th fill from the first, at most 2 x most of them."""
+    rng = random.Random(seed)
+    fills = _book(rng, n, COMMISSIONS)
+    lo, hi = (fills[0].time_ns, fills[-1].time_ns) if fills else (T0, T0)
+    times = [rng.randint(lo - 10**12, hi + 10**12) for _ in range(samples)]
+    times += [f.time_ns for f in fills[:samples // 3]]  # samples at a fill's very time, too
+    sample_t = np.array(sorted(times), dtype=np.int64)
+    sample_p = np.array([rng.randint(100, 20_000) for _ in sample_t], dtype=np.int64)
+    tmp = tmp_path_factory.mktemp("at")
+    rows = report.write_fills(tmp / "rows.csv", fills, describe=describe_order_ref)
+    cols = write_fills_columns(tmp / "cols.csv", _columns(fills, size), describe_order_ref, sample_t, markers=most)
+    assert (tmp / "cols.csv").read_bytes() == (tmp / "rows.csv").read_bytes()
+    assert len(cols.times) == len(cols.positions) == len(cols.cash) == len(cols.levels) == 0  # nothing per fill
+    for a, b in zip(report.equity_curve(cols, sample_t, sample_p), report.equity_curve(rows, sample_t, sample_p)):
+        assert np.array_equal(a, b)
+    assert (cols.last_position, cols.realized_pnl, cols.fees, cols.peak_capital, cols.cash_exact) == \
+           (rows.last_position, rows.realized_pnl, rows.fees, rows.peak_capital, rows.cash_exact)
+    for kept, every in ((cols.buys, rows.buys), (cols.sells, rows.sells)):
+        kept_points, all_points = list(zip(kept.t, kept.p)), list(zip(every.t, every.p))
+        assert len(kept_points) <= 2 * most
+        assert any(all_points[::2 ** k] == kept_points for k in range(20))
 
 
 def test_fields_that_need_quoting_are_quoted_as_the_csv_writer_does(tmp_path):
