@@ -69,6 +69,17 @@ def test_price_levels_around_the_last_price_mark_lots_and_working_orders():
     assert views.ladder(_held(), None, around=3)["rows"][0]["level"] == 0
 
 
+def test_a_price_finer_than_a_cent_is_shown_with_its_own_decimals():
+    """A 0.0001 pair's last price reads as it trades (49.9988), not rounded to cents; a cent
+    price still shows two decimals."""
+    held = Holdings("EURUSD", 0, levels=(PriceLevel(0, D("50.0000")), PriceLevel(1, D("49.9950"))))
+    assert views.ladder(held, D("49.9988"))["last"] == "49.9988"
+    assert views.ladder(held, D("49.9900"))["last"] == "49.99"
+    view = views.position_view({}, False, [], describe, D("49.9988"))
+    assert view["last_price"] == "49.9988"
+    assert views.price_text("97.5") == "97.50"
+
+
 def test_no_ladder_for_a_strategy_that_reports_no_levels():
     assert views.ladder(None, D("49.10")) is None
     assert views.ladder(Holdings("TQQQ", 0), D("49.10")) is None

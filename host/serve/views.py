@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bothost.model import CENT, Holdings, units_to_price
-from bothost.report import iso_time, money
+from bothost.report import fill_price_text, iso_time, money
 
 from .sources import Sources
 
@@ -58,8 +58,10 @@ def _money(value: Decimal | None) -> str | None:
 
 
 def price_text(value: Any) -> str | None:
+    """A price as fills.csv writes it: two decimals on the cent grid, else every decimal it has
+    (a 0.0001 instrument's 49.9988 is not 50.00)."""
     d = dec(value)
-    return None if d is None else f"{d:.2f}"
+    return None if d is None else fill_price_text(d)
 
 
 # ------------------------------------------------------------------ the price levels
@@ -90,7 +92,7 @@ def ladder(held: Holdings | None, last: Decimal | None, around: int = 6) -> dict
             "orders": [{"label": o.label, "side": o.side.value, "order_id": o.order_id, "quantity": o.quantity,
                         "price": str(o.price), "filled": o.filled} for o in held.orders if o.level == lv.level],
         })
-    return {"levels": len(chain), "last": None if last is None else f"{last:.2f}",
+    return {"levels": len(chain), "last": price_text(last),
             "next_level": chain[center].level if last is not None and center < len(chain) else None, "rows": rows}
 
 
@@ -202,7 +204,7 @@ def position_view(summary: dict, summary_fresh: bool, fills: list[dict], describ
     return {
         "source": "computed",
         "open_position": shares,
-        "last_price": None if last is None else f"{last:.2f}",
+        "last_price": price_text(last),
         "open_cost": _money(cost),
         "market_value": _money(market),
         "unrealized_pnl": _money(unrealized),
