@@ -9,8 +9,8 @@ every few bars, and reading them back one object at a time was a fifth of its ru
 Exactness is kept where money leaves: every price is a whole number of cents, every commission a
 whole number of its own smallest digit, so the sums are integers and the Decimals built from them
 at the end equal the row path's (value *and* exponent, which ``str`` shows). A run this cannot
-express exactly (a price off the cent grid, a SELL whose tag names no whole-cent purchase, a SELL
-with nothing held) raises :class:`NotColumnar` and the caller takes the row path instead.
+express exactly (a price not written as whole cents with two decimals, a SELL whose tag names no
+such purchase, a SELL with nothing held) raises :class:`NotColumnar` and the caller takes the row path instead.
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ def _cents(value: Decimal) -> int:
     if not cents.is_finite() or cents != cents.to_integral_value():
         raise NotColumnar(f"price {value} is not whole cents")
     return int(cents)
+
+
+def _two(value: Decimal) -> Decimal:
+    """``value`` if it is written with exactly two decimals (97.00, as the venue keeps prices);
+    else NotColumnar: the row path's Decimal sums would carry another exponent."""
+    if not isinstance(value, Decimal) or value.as_tuple().exponent != -2:
+        raise NotColumnar(f"price {value} is not written with two decimals")
+    return value
 
 
 class _CentsMemo(dict):
@@ -141,6 +149,7 @@ def _collect(chunks: Iterable[ExecutionColumns], describe: Callable[[str], dict 
     fees_units = 0  # Σ commissions in units of 10^-fee_digits dollars
     fee_digits = 2
     fee_units: dict[Decimal, int] = {}
+    fee_exp = 0  # the smallest exponent of the commissions (and of Decimal(0), where sums start)
     any_fill = False
     levels, times, positions, cash_series, capital = (stats.levels, stats.times, stats.positions, stats.cash,
                                                       stats.capital)
@@ -155,10 +164,16 @@ def _collect(chunks: Iterable[ExecutionColumns], describe: Callable[[str], dict 
             if hit is None:
                 d = describe(ref) if ref else None
                 purchase = d.get("purchase") if d else None
-                hit = (None if not d else d.get("level"), None if purchase is None else _cents(Decimal(purchase)))
+                hit = (None if not d else d.get("level"), None if purchase is None else _cents(_two(Decimal(purchase))))
                 if len(refs) < 65536:
                     refs[ref] = hit
             info.append(hit)
+        for v in {id(v): v for v in chunk.price}.values():  # each distinct object once
+            _two(v)
+        for c in {id(c): c for c in chunk.commission}.values():
+            exp = c.as_tuple().exponent if isinstance(c, Decimal) else None
+            if isinstance(exp, int):
+                fee_exp = min(fee_exp, exp)  # the row path's sums carry the smallest exponent
         price_c = [cents[p] for p in chunk.price]
         for c in chunk.commission:
             if c not in fee_units:
@@ -243,12 +258,13 @@ def _collect(chunks: Iterable[ExecutionColumns], describe: Callable[[str], dict 
     if not any_fill:
         return stats
     # Back to Decimal, with the exponents the row path's sums would carry.
-    stats.fees = sum((c * k for c, k in fee_counts.items()), Decimal(0))
+    # Every price is exactly two decimals (checked), so the cent sums carry exponent -2; the
+    # commissions' and the cash's carry their smallest. (Counter merges 1.0 and 1.00: equal keys.)
+    stats.fees = sum((c * k for c, k in fee_counts.items()), Decimal(0)).quantize(Decimal(1).scaleb(fee_exp))
     stats.realized_pnl = Decimal(realized).scaleb(-2) if sells else Decimal(0)
     stats.peak_capital = Decimal(peak).scaleb(-2) if peak > 0 else Decimal(0)
     stats.open_cost = Decimal(cost).scaleb(-2)
     cash_units = cash_flow * 10 ** (fee_digits - 2) - fees_units
-    min_exp = min([-2] + [c.as_tuple().exponent for c in fee_counts])  # type: ignore[operator]
-    stats.cash_exact = Decimal(cash_units).scaleb(-fee_digits).quantize(Decimal(1).scaleb(min_exp))
+    stats.cash_exact = Decimal(cash_units).scaleb(-fee_digits).quantize(Decimal(1).scaleb(min(-2, fee_exp)))
     return stats
 

@@ -21,7 +21,8 @@ from bothost_plugins.tqqq_grid import tags
 from bothost_plugins.tqqq_grid.plugin import describe_order_ref
 
 T0 = 1_546_439_400_000_000_000  # 2019-01-02 14:30 UTC
-COMMISSIONS = [Decimal("1.00"), Decimal("1.005"), Decimal("0.35"), Decimal("2.5"), Decimal("0.00"), Decimal("1.00125")]
+COMMISSIONS = [Decimal("1.00"), Decimal("1.005"), Decimal("0.35"), Decimal("2.5"), Decimal("0.00"), Decimal("1.00125"),
+               Decimal("1.0"), Decimal("3"), Decimal("1.000")]  # equal values, other exponents: str shows them
 
 
 def _columns(fills: list[Fill], size: int) -> list[ExecutionColumns]:
@@ -73,7 +74,8 @@ def _same_stats(a: report.FillStats, b: report.FillStats) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10**9), n=st.integers(0, 400), size=st.sampled_from([1, 7, 64, 1000]),
-       fees=st.sampled_from([COMMISSIONS[:1], COMMISSIONS[:2], COMMISSIONS, COMMISSIONS[3:5]]))
+       fees=st.sampled_from([COMMISSIONS[:1], COMMISSIONS[:2], COMMISSIONS, COMMISSIONS[3:5], COMMISSIONS[6:8],
+                             [Decimal("1.0"), Decimal("1.00")]]))
 def test_columns_write_and_count_what_the_rows_do(tmp_path_factory, seed, n, size, fees):
     fills = _book(random.Random(seed), n, fees)
     tmp = tmp_path_factory.mktemp("cols")
@@ -126,6 +128,7 @@ def test_fields_that_need_quoting_are_quoted_as_the_csv_writer_does(tmp_path):
 @pytest.mark.parametrize("why, change", [
     ("a price off the cent grid", lambda f: dataclasses.replace(f, price=Decimal("50.005"))),
     ("a SELL with no purchase in its tag", lambda f: dataclasses.replace(f, ref="")),
+    ("a price written with one decimal", lambda f: dataclasses.replace(f, price=Decimal("50.0"))),
 ])
 def test_what_columns_cannot_say_exactly_falls_back_and_leaves_no_file(tmp_path, why, change):
     fills = _book(random.Random(5), 50, COMMISSIONS[:1])
