@@ -1003,9 +1003,9 @@ class Runner:
         # never wrote is still seen: the stand-in is written only where the run draws.
         self._worker = host_run.PlotWorker
         host_run.PlotWorker = _NoPlotWorker
-        self._plot = host_run.report.plot_equity
+        self._plot = host_run.plot.plot_equity
         if not real_plots:
-            host_run.report.plot_equity = _stand_in_plot
+            host_run.plot.plot_equity = _stand_in_plot
         # The installed plugins do not change during a campaign: their entry points (reading
         # every package's metadata: half of a `validate`) are listed once.
         import bothost.plugins as host_plugins
@@ -1027,7 +1027,7 @@ class Runner:
         import bothost.run as host_run
 
         host_run.PlotWorker = self._worker
-        host_run.report.plot_equity = self._plot
+        host_run.plot.plot_equity = self._plot
         host_plugins._entry_points = self._entry_points
         root = logging.getLogger()
         if self.catcher in root.handlers:

@@ -558,7 +558,7 @@ def status(config: Path, state: Path | None) -> None:
 
     if state is None:
         # Only the state folder is read: the broker's and feed's sections (and the secrets
-        # they name, ${ALPACA_API_KEY}...) are not needed to show what a run left.
+        # they name) are not needed to show what a run left.
         def only_state_dir(data: dict) -> None:
             for key in [k for k in data if k != "state_dir"]:
                 del data[key]
@@ -570,7 +570,7 @@ def status(config: Path, state: Path | None) -> None:
 
 class _DataCommands(_Commands):
     LAZY: dict[str, str] = {}
-    PREFIX = "data."  # `bothost data synth` is the replay feed's, `data fetch` the Alpaca feed's
+    PREFIX = "data."  # `bothost data synth`, `data fetch`...: commands plugins register
 
 
 @cli.group(cls=_DataCommands)

@@ -13,7 +13,6 @@ import asyncio
 import collections
 import dataclasses
 import heapq
-import itertools
 import logging
 import time
 from collections.abc import Mapping
@@ -22,7 +21,9 @@ from typing import Any
 
 import pluggy
 
+from .bounded import Recent
 from .context import HostContext
+from .hookcall import direct_caller
 from .hookspecs import (Broker, BrokerDown, BrokerUnavailable, CriticalStop, MatchingVenue, PacedBroker,
                         SupervisedBroker, TradesSymbol)
 from .journal import ExecutionJournal
@@ -41,6 +42,7 @@ from .model import (
     instrument_for,
 )
 from .state import StateStore
+from .timers import TimerDue, Timers
 
 log = logging.getLogger("bothost.engine")
 
@@ -53,98 +55,8 @@ _FINAL = frozenset(s for s in OrderStatus if s.is_final)
 RECONNECT_MARGIN_NS = 10 * 60 * 1_000_000_000
 
 
-class _Bounded(dict):
-    """A dict that forgets its oldest entries (ended orders, exec ids): it keeps at least the
-    newest ``REMEMBER``, and drops the older half at once when it reaches twice that (one cheap
-    insert per fill instead of an ordered dict's bookkeeping on every one)."""
-
-    def remember(self, key, value) -> None:
-        self[key] = value
-        if len(self) >= 2 * REMEMBER:
-            for old in list(itertools.islice(self, len(self) - REMEMBER)):
-                del self[old]
-
-
-def direct_caller(caller):
-    """Call a hook's implementations as pluggy would (last registered first, tryfirst/trylast
-    honoured, each given the arguments it names), minus pluggy's per-call bookkeeping, which
-    would otherwise be a sizeable part of a replay's time. Hook wrappers keep pluggy's path."""
-    impls = caller.get_hookimpls()
-    if any(i.hookwrapper or i.wrapper for i in impls):
-        return caller
-    funcs = [(i.function, i.argnames) for i in reversed(impls)]
-    spec = caller.spec
-    if len(funcs) == 1:
-        (func, names), = funcs
-        if spec is not None and set(names) == set(spec.argnames):
-            return func  # it takes every argument the hook is called with, by the same names
-        return lambda **kw: func(*[kw[n] for n in names])
-
-    def call(**kw) -> None:
-        for func, names in funcs:
-            func(*[kw[n] for n in names])
-
-    return call
-
-
-def first_result(caller, argname: str):
-    """A ``firstresult`` hook of one argument as a plain function of that argument: the first
-    answer that is not None, implementations called in pluggy's order, minus pluggy's per-call
-    bookkeeping (fills.csv asks ``describe_order_ref`` once per lot). Wrappers, or an
-    implementation taking other arguments, keep pluggy's path."""
-    impls = caller.get_hookimpls()
-    if any(i.hookwrapper or i.wrapper or tuple(i.argnames) != (argname,) for i in impls):
-        return lambda value: caller(**{argname: value})
-    funcs = [i.function for i in reversed(impls)]
-    if len(funcs) == 1:
-        return funcs[0]
-
-    def call(value):
-        for func in funcs:
-            result = func(value)
-            if result is not None:
-                return result
-        return None
-
-    return call
-
-
-@dataclass(frozen=True, slots=True)
-class TimerDue:
-    ctx: HostContext
-    name: str
-    time_ns: int
-
-
 FIRST_TICK_GRACE_S = 30.0  # --stop-when-idle before any tick: connecting is not the end of the data
 WARN_AGAIN_NS = 3600 * 1_000_000_000  # a strategy's same warning is told again after an hour (host clock)
-
-
-class Timers:
-    """Strategy timers on the host clock. Setting a name again replaces the earlier one."""
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[int, int, HostContext, str]] = []
-        self.current: dict[tuple[int, str], int] = {}  # (id(ctx), name) -> seq of the live one
-        self.seq = 0
-
-    def set(self, ctx: HostContext, name: str, time_ns: int) -> None:
-        self.seq += 1
-        self.current[(id(ctx), name)] = self.seq
-        heapq.heappush(self.heap, (time_ns, self.seq, ctx, name))
-
-    def next_time(self) -> int | None:
-        while self.heap and self.current.get((id(self.heap[0][2]), self.heap[0][3])) != self.heap[0][1]:
-            heapq.heappop(self.heap)  # replaced by a later set()
-        return self.heap[0][0] if self.heap else None
-
-    def pop_due(self, now_ns: int) -> list[TimerDue]:
-        due = []
-        while (t := self.next_time()) is not None and t <= now_ns:
-            _, _, ctx, name = heapq.heappop(self.heap)
-            del self.current[(id(ctx), name)]
-            due.append(TimerDue(ctx, name, t))
-        return due
 
 
 @dataclass
@@ -186,8 +98,8 @@ class Engine:
         self.journal_failed = False
         self.snapshot_timeout_s = snapshot_timeout_s
         self.snapshot_retries = snapshot_retries
-        self.finished: _Bounded = _Bounded()  # order id -> (owner ctx, final status) of ended orders
-        self.exec_owner: _Bounded = _Bounded()  # exec id -> ctx, for commissions reported later
+        self.finished: Recent = Recent(REMEMBER)  # order id -> (owner ctx, final status) of ended orders
+        self.exec_owner: Recent = Recent(REMEMBER)  # exec id -> ctx, for commissions reported later
         self.on_live_sample = None  # callable(time_ns, price) for a live run's price picture
         self.idle_stopped = False
         self.started = False  # on_start ran: on_stop is owed at the end, whatever ends the run
@@ -362,7 +274,7 @@ class Engine:
         oid = update.order_id
         ended = self.finished.get(oid)
         if ended is not None:
-            # IB reports a 201 reject and then Cancelled for one order: the order ended with the
+            # A broker may report a reject and then a cancel for one order: the order ended with the
             # first; the second must not reach the strategy, nor re-adopt the order by its tag.
             log.info("order %s already ended (%s): later status %s ignored", oid, ended[1].value, update.status.value)
             return

@@ -93,7 +93,7 @@ def write_fills_columns(path: Path, chunks: Iterable[ExecutionColumns], describe
 class _Thinned:
     """A picture's fill markers kept to at most ``2 * most`` however many fills come: every
     ``stride``-th one, the stride doubling (and every other kept one dropped) when full. The
-    plot thins them to ``most`` evenly in the end (report.fill_points)."""
+    plot thins them to ``most`` evenly in the end (plot.fill_points)."""
 
     def __init__(self, points: Any, most: int = 5000):
         self.points, self.most = points, most

@@ -60,7 +60,7 @@ when the engine is built (before the first hook):
 
 **How an order finds its strategy.** An order placed in this process belongs to the strategy
 that placed it. After a restart (reconstruct, and fills or updates of orders placed by an
-earlier process) the host routes an order by its tag (``OrderRequest.ref``, IB's ``orderRef``):
+earlier process) the host routes an order by its tag (``OrderRequest.ref``, the broker's order reference):
 a tag that starts with ``"<strategy id>:"`` (``ctx.strategy_id`` and a colon) belongs to that
 strategy; an untagged order goes to the first strategy trading its symbol; any other tag belongs
 to no strategy (its fills are logged and dropped). So every order a strategy places must carry a
@@ -210,7 +210,7 @@ def on_fill(ctx: StrategyContext, fill: Fill) -> None:
 @hookspec
 def on_commission(ctx: StrategyContext, report: CommissionReport) -> None:
     """The commission of one of the strategy's executions, reported after the fill itself
-    (IB sends ``commissionReport`` after ``execDetails``). Matched to the fill by ``exec_id``.
+    (some brokers report it separately, after the execution). Matched to the fill by ``exec_id``.
     Not called for a fill that carried its commission."""
 
 
@@ -221,8 +221,8 @@ def on_order_update(ctx: StrategyContext, update: OrderUpdate) -> None:
     (filled, cancelled, rejected).
 
     A cancellation arrives here, including one of a partially filled order. Each order gets at
-    most one final status: a broker that reports two (IB sends a 201 reject and then Cancelled
-    for the same order) has the second dropped by the engine, and an order that has ended is
+    most one final status: a broker that reports two (a reject and then a cancel for the same
+    order) has the second dropped by the engine, and an order that has ended is
     never adopted again through its tag.
     """
 
@@ -549,8 +549,8 @@ class SharesBrokerConnection(Protocol):
     """A feed that takes its market data over the broker's own connection (optional)."""
 
     def attach_broker(self, broker: Broker) -> None:
-        """Called once, before the broker connects: the broker this run trades through. IB
-        market data over the broker's socket keeps fills and ticks in the order IB sent them."""
+        """Called once, before the broker connects: the broker this run trades through.
+        Market data over the broker's own socket keeps fills and ticks in the order the broker sent them."""
 
 
 @runtime_checkable

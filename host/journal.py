@@ -1,7 +1,7 @@
 """The execution journal: every execution of the bot's orders since its state began.
 
 A simulated venue keeps its own executions (and fills.csv is written from them). A real broker
-only reports what one connection asked for (IB: the executions of the current day), so a live
+only reports what one connection asked for (often just the current day's executions), so a live
 run keeps each execution in the state folder as it arrives, and adds the ones a reconstruct
 finds (fills while the bot was down or disconnected). fills.csv of a live run is written from
 here, so it spans every restart, not only what one process saw.

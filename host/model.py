@@ -9,7 +9,6 @@ integer nanoseconds since the Unix epoch, UTC, so that ordering and arithmetic a
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 from collections.abc import Mapping, Sequence
@@ -17,37 +16,10 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from .quickinit import quick_init
+
 CENT = Decimal("0.01")
 NS_PER_SECOND = 1_000_000_000
-
-
-def _quick_init(cls: type) -> type:
-    """A frozen, slotted dataclass with the same ``__init__`` made faster: the generated one sets
-    each field through ``object.__setattr__``, looked up field by field; this one stores through
-    the slots' own descriptors. Same signature, same defaults, same instance; about twice as fast,
-    which counts for the events a replay makes once per fill (Fill, OrderUpdate, OrderRequest...).
-    Only for classes without default factories, ``InitVar`` or ``__post_init__``."""
-    fields = dataclasses.fields(cls)
-    if hasattr(cls, "__post_init__") or any(f.default_factory is not dataclasses.MISSING or not f.init
-                                            for f in fields):
-        raise TypeError(f"_quick_init cannot stand in for {cls.__name__}.__init__")
-    names: dict[str, Any] = {}
-    params, body = [], []
-    for f in fields:
-        names[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is dataclasses.MISSING:
-            params.append(f.name)
-        else:
-            names[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-        body.append(f"    _set_{f.name}(self, {f.name})")
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n", names)  # noqa: S102
-    init = names["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__annotations__ = {**{f.name: f.type for f in fields}, "return": "None"}
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
 
 
 def round2(value: Decimal) -> Decimal:
@@ -197,7 +169,7 @@ class OrderType(str, enum.Enum):
 
 
 class OrderStatus(str, enum.Enum):
-    """An order's state, in the vocabulary of an asynchronous broker (IB's, broker-neutral).
+    """An order's state, in the vocabulary of an asynchronous broker (broker-neutral).
 
     Working: PENDING_SUBMIT (sent, not yet acknowledged), PRE_SUBMITTED (accepted, held by the
     broker until it can go to the exchange: an untriggered LIT, say), SUBMITTED (working; may be
@@ -231,7 +203,7 @@ _LIVE = frozenset({OrderStatus.PENDING_SUBMIT, OrderStatus.PRE_SUBMITTED, OrderS
                    OrderStatus.INACTIVE})
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tick:
     """One market-data print. `price` is the trade price in units of the symbol's
@@ -245,10 +217,10 @@ class Tick:
     ask: int | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """What a strategy asks the broker to do. `ref` is the order's tag (IB `orderRef`)."""
+    """What a strategy asks the broker to do. `ref` is the order's tag (the broker's order reference)."""
 
     symbol: str
     side: Side
@@ -267,9 +239,9 @@ class OpenOrder:
 
     ``order_id`` is the broker adapter's key for the order (what ``Broker.place`` returned and
     what ``Broker.cancel`` takes); ``perm_id`` is the broker's stable, account-wide identity
-    (IB's permId: order ids are per client id and can repeat across clients), empty when the
+    (where order ids are per client id and can repeat across clients), empty when the
     broker has no such thing. Reconstruct matches orders and executions by :attr:`stable_id`.
-    ``placed_ns`` is 0 when the broker does not report when the order was placed (IB does not).
+    ``placed_ns`` is 0 when the broker does not report when the order was placed (some do not).
     """
 
     order_id: str
@@ -301,13 +273,13 @@ class OpenOrder:
         return self.status.is_live
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution. `order_filled` / `order_avg_price` describe the whole order after it.
 
-    ``commission`` is None when the broker reports it later (IB sends ``commissionReport``
-    after ``execDetails``, matched by ``exec_id``): the fill is booked at once and its
+    ``commission`` is None when the broker reports it later (a separate commission report
+    after the execution, matched by ``exec_id``): the fill is booked at once and its
     commission arrives as a :class:`CommissionReport`. ``exec_id`` is unique account-wide.
     """
 
@@ -355,7 +327,7 @@ class ExecutionColumns:
     order_avg_price: Sequence[Decimal]
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CommissionReport:
     """The commission of an execution reported after the fill itself (matched by ``exec_id``)."""
@@ -365,7 +337,7 @@ class CommissionReport:
     time_ns: int = 0
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """A change of an order's status (submitted, cancelled, rejected, filled)."""
@@ -381,14 +353,14 @@ class OrderUpdate:
     avg_fill_price: Decimal | None = None
     message: str = ""
     perm_id: str = ""
-    #: the broker's own code for a rejection or an error (IB 201, 202, 10147...), 0 if none
+    #: the broker's own code for a rejection or an error (a number the broker plugin documents), 0 if none
     code: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
     """A position of the account. Only ``sec_type`` "STK" positions are shares of ``symbol``:
-    an option or a future on TQQQ is not TQQQ stock."""
+    an option or a future on a stock is not the stock."""
 
     symbol: str
     quantity: int
@@ -408,7 +380,7 @@ class BrokerSnapshot:
     open_orders: tuple[OpenOrder, ...] = ()
     executions: tuple[Fill, ...] = ()
     positions: tuple[Position, ...] = ()
-    #: the client id the snapshot was read by (IB), None for a broker without client ids: the
+    #: the client id the snapshot was read by, None for a broker without client ids: the
     #: fills of another client's orders are reported to that client only
     client_id: int | None = None
 

@@ -60,14 +60,14 @@ class PlotWorker:
 
 
 def main() -> None:
-    from . import report
+    from . import plot
 
-    report.import_matplotlib()  # the expensive part, done while the parent replays
+    plot.import_matplotlib()  # the expensive part, done while the parent replays
     for line in sys.stdin:
         job = Path(line.strip())
         try:
             with np.load(job) as data:
-                report.plot_equity(Path(str(data["path"])), data["t"], data["price"], data["equity"],
+                plot.plot_equity(Path(str(data["path"])), data["t"], data["price"], data["equity"],
                                    data["capital"], data["buys"], data["sells"], str(data["title"]))
             print("ok", flush=True)
         except Exception as exc:  # reported to the parent, which then draws it itself

@@ -22,8 +22,9 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import fingerprint, report
-from .engine import Engine, first_result
+from . import fingerprint, plot, report
+from .engine import Engine
+from .hookcall import first_result
 from .fill_columns import NotColumnar, write_fills_columns
 from .plot_worker import PlotWorker
 from .errors import InputError
@@ -70,7 +71,7 @@ def live_guard(run, broker_settings) -> None:
 
     Fails closed: a broker whose settings do not say whether they point at a live account (no
     ``is_live()``) is refused for `mode: paper`, since nothing then proves it is paper. A broker
-    that can only tell once connected (IB: the account's id) checks again there, before it sends
+    that can only tell once connected (by the account it reports) checks again there, before it sends
     anything that could trade."""
     if run.mode == "live":
         return
@@ -162,8 +163,8 @@ def check_one_venue_symbol(run, broker, strategies) -> None:
                 f"{run.broker.use!r} is a simulated venue, which matches one symbol's prices against every order: "
                 "a paper run of several symbols on live data, or a replay of one file, is not supported",
                 getattr(pos, "file", run.path), getattr(pos, "line", None), col=getattr(pos, "col", None),
-                hint="replay a file per symbol (`feed: {use: replay_feed, data_by_symbol: {TQQQ: tqqq.csv, "
-                     "SOXL: soxl.csv}}`), backtest each strategy on its own, or trade several symbols live on one "
+                hint="replay a file per symbol (`feed: {use: replay_feed, data_by_symbol: {AAA: aaa.csv, "
+                     "BBB: bbb.csv}}`), backtest each strategy on its own, or trade several symbols live on one "
                      "connection with a real broker (ib_broker)")
         first[symbol] = sid
 
@@ -212,7 +213,7 @@ async def _execute(run, pm, opts: RunOptions, console: Console, started: float, 
     if isinstance(feed, ChecksBeforeConnect):
         feed.open()  # bad data is bad input: fail before anything is placed
     if isinstance(feed, SharesBrokerConnection):
-        feed.attach_broker(broker)  # a feed that shares the broker's connection (IB market data)
+        feed.attach_broker(broker)  # a feed that shares the broker's connection (its market data)
     replay = isinstance(feed, ReplayFeed)
     if replay and not opts.verbose:
         # Every fill of a replay is in fills.csv; a line per fill in the log would only slow it.
@@ -672,8 +673,8 @@ def _marked(shares: int, open_cost: Decimal, last: tuple[int, int] | None, stats
 
 
 def _plot_args(t, p, equity, capital, stats, title: str) -> dict:
-    return dict(t=t, price=p, equity=equity, capital=capital, buys=report.fill_points(stats.buys),
-                sells=report.fill_points(stats.sells), title=title)
+    return dict(t=t, price=p, equity=equity, capital=capital, buys=plot.fill_points(stats.buys),
+                sells=plot.fill_points(stats.sells), title=title)
 
 
 def _submit_plot(worker, opts, out: Path, t, p, equity, capital, stats) -> bool:
@@ -687,7 +688,7 @@ def _finish_plot(worker, opts, out: Path, submitted: bool, t, p, equity, capital
         if problem is None:
             return
         log.warning("plot worker: %s; drawing in-process", problem)
-    report.plot_equity(out / "equity.png", **_plot_args(t, p, equity, capital, stats, opts.title))
+    plot.plot_equity(out / "equity.png", **_plot_args(t, p, equity, capital, stats, opts.title))
 
 
 def _write_status(state_dir: Path, engine: Engine, summary: dict) -> None:

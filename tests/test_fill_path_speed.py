@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bothost import report
+from bothost import plot, report
 from bothost.hookspecs import BuildEnv
 from bothost.model import Fill, OrderRequest, Side
 from bothost_plugins.sim_broker.plugin import SimBroker, SimBrokerConfig
@@ -60,7 +60,7 @@ def test_fills_csv_levels_none_numbers_and_a_strategy_own_kind(tmp_path):
     rows = (tmp_path / "fills.csv").read_text().splitlines()
     assert [r.split(",")[3] for r in rows[1:]] == ["4", "", "L7-east", "4"]
     assert stats.realized_pnl == Decimal("0.75") and stats.positions[-1] == 6
-    assert report.fill_points(stats.buys).shape == (3, 2)
+    assert plot.fill_points(stats.buys).shape == (3, 2)
     with pytest.raises(ValueError):
         report.write_fills(tmp_path / "short.csv", fills, [1, 2])
 
@@ -145,7 +145,7 @@ def test_the_plotted_line_keeps_every_extreme_of_the_full_line():
         t = np.sort(rng.integers(0, 10**15, n))
         y = np.cumsum(rng.standard_normal(n))
         y[rng.integers(0, n)] += 500  # a spike
-        tt, yy = report.envelope(t, y)
+        tt, yy = plot.envelope(t, y)
         if n <= 6000:
             assert len(tt) == n
             continue

@@ -232,7 +232,7 @@ def _check_files(section: Section, raw: RawConfig) -> None:
         named = getattr(settings, field_name)
         if marker is None:
             continue
-        # one file (`data: bars.csv`), or a file per key (`data_by_symbol: {TQQQ: tqqq.csv}`)
+        # one file (`data: bars.csv`), or a file per key (`data_by_symbol: {SYM: sym.csv}`)
         files = ([(field_name, section.path + (field_name,), named)] if isinstance(named, str) else
                  [(str(k), section.path + (field_name, k), v) for k, v in named.items() if isinstance(v, str)]
                  if isinstance(named, dict) else [])

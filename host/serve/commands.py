@@ -39,7 +39,7 @@ def describer():
 
 def state_from_config(config: Path) -> Path:
     """The state folder `bothost run CONFIG` uses: only ``state_dir`` is read from the config,
-    so none of its secrets (${ALPACA_API_KEY}...) are needed (as `bothost status`)."""
+    so none of its secrets (${...} in the broker or feed sections) are needed (as `bothost status`)."""
     from types import SimpleNamespace
 
     from bothost.config import load

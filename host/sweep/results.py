@@ -146,7 +146,7 @@ def _heatmap(path: Path, a: Param, b: Param, table_rows: list[dict], metric: str
              files: int) -> None:
     import numpy as np
 
-    from ..report import import_matplotlib
+    from ..plot import import_matplotlib
 
     sums = np.zeros((len(a.values), len(b.values)))
     counts = np.zeros_like(sums)

@@ -72,7 +72,7 @@ class VenueCapabilities:
 
     ``partial_fill_shares``: the venue fills at most this many shares of an order per trade
     (None: whole orders). ``late_commission``: commissions arrive as
-    :class:`~bothost.model.CommissionReport` after the fill (IB); False: on the fill itself.
+    :class:`~bothost.model.CommissionReport` after the fill; False: on the fill itself.
     ``connection``: the broker has a connection the driver can cut and restore (a simulated
     venue in the same process has none). ``trades_while_away``: the venue matches orders while no
     broker instance is connected (a real broker; a simulated venue matches only when the host

@@ -64,6 +64,9 @@ class _DecimalMemo(dict):
         return value
 
 
+#: an execution's columns, in Fill's field order
+_SELECT_EXECUTIONS = ("SELECT exec_id, order_id, time_ns, symbol, side, quantity, price, commission, ref, "
+                      "order_quantity, order_filled, order_avg FROM executions")
 #: an orders row, in the table's column order (bools bind as 0/1)
 _ORDER_ROW = attrgetter("id", "seq", "symbol", "side", "quantity", "filled", "limit", "order_type", "aux", "ref",
                         "placed_ns", "status", "triggered", "fresh", "value", "tif", "outside_rth")
@@ -224,8 +227,7 @@ class VenueStore:
 
     def iter_executions(self, since_ns: int | None = None):
         """Checkpointed executions, oldest first, those after ``since_ns`` when given."""
-        sql = ("SELECT exec_id, order_id, time_ns, symbol, side, quantity, price, commission, ref, "
-               "order_quantity, order_filled, order_avg FROM executions")
+        sql = _SELECT_EXECUTIONS
         cursor = (self.db.execute(sql + " ORDER BY n") if since_ns is None
                   else self.db.execute(sql + " WHERE time_ns > ? ORDER BY n", (since_ns,)))
         # A run repeats a few hundred prices and commissions: each text is parsed once.
@@ -240,8 +242,7 @@ class VenueStore:
     def iter_execution_columns(self, chunk: int = 65536):
         """The checkpointed executions, oldest first, ``chunk`` at a time as columns (no object
         per execution: fills.csv of a long replay reads a million of them)."""
-        cursor = self.db.execute("SELECT exec_id, order_id, time_ns, symbol, side, quantity, price, commission, "
-                                 "ref, order_quantity, order_filled, order_avg FROM executions ORDER BY n")
+        cursor = self.db.execute(_SELECT_EXECUTIONS + " ORDER BY n")
         dec = _DecimalMemo()
         sides = {s.value: s for s in Side}
         while rows := cursor.fetchmany(chunk):

@@ -15,12 +15,12 @@ State, all small dicts:
 
 from __future__ import annotations
 
-import itertools
 import logging
 from operator import attrgetter
 from decimal import Decimal
 from typing import Any
 
+from bothost.bounded import Recent
 from bothost.errors import InputError
 from bothost.model import (
     BrokerSnapshot,
@@ -97,11 +97,11 @@ class Book:
         #: executions already booked (the newest REMEMBER_EXECS): one delivered again (a broker
         #: replaying them after a reconnect, or reporting one twice) is ignored, also after its
         #: order has ended (hookspecs.on_fill: "an execution can be delivered twice")
-        self._booked_execs: dict[str, None] = {}
+        self._booked_execs = Recent(REMEMBER_EXECS)
         #: BUYs that ended, order id -> the filled quantity their lot was made of: IB may report
         #: an order's final status (Cancelled with a filled quantity) before the execution itself,
         #: and that execution then belongs to a lot already made
-        self._ended_buys: dict[str, int] = {}
+        self._ended_buys = Recent(REMEMBER_ENDED)
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -359,25 +359,11 @@ class Book:
         return True
 
     def _remember_execs(self, exec_ids) -> None:
-        booked = self._booked_execs
         for exec_id in exec_ids:
-            booked.pop(exec_id, None)
-            booked[exec_id] = None  # the newest at the end
-        self._forget_old_execs()
-
-    def _forget_old_execs(self) -> None:
-        """Keep at least the newest REMEMBER_EXECS, dropping the older half once there are twice
-        as many (an insert per fill, not an ordered dict's bookkeeping on every one)."""
-        booked = self._booked_execs
-        if len(booked) >= 2 * REMEMBER_EXECS:
-            for exec_id in list(itertools.islice(booked, len(booked) - REMEMBER_EXECS)):
-                del booked[exec_id]
+            self._booked_execs.remember(exec_id)
 
     def _book_exec(self, fill: Fill) -> None:
-        booked = self._booked_execs
-        booked[fill.exec_id] = None  # a new one (on_fill ignores one booked already)
-        if len(booked) >= 2 * REMEMBER_EXECS:
-            self._forget_old_execs()
+        self._booked_execs.remember(fill.exec_id)
         if fill.commission is None:
             self.fee_pending.add(fill.exec_id)  # booked when its CommissionReport arrives
         else:
@@ -405,11 +391,7 @@ class Book:
             self.entry_id = None
         if b.filled <= 0:
             return
-        ended = self._ended_buys
-        ended[b.order_id] = b.filled
-        if len(ended) >= 2 * REMEMBER_ENDED:  # keep the newest REMEMBER_ENDED, trimmed in bulk
-            for order_id in list(itertools.islice(ended, len(ended) - REMEMBER_ENDED)):
-                del ended[order_id]
+        self._ended_buys.remember(b.order_id, b.filled)
         purchase = b.avg_price if b.avg_price is not None else b.price
         if b.is_entry:
             if self.lots:
