@@ -354,3 +354,25 @@ def test_a_fill_landing_between_the_snapshots_requests_makes_it_read_again(bars,
     snap, calls = run(main())
     assert len(calls) == 2 and "reading it again" in caplog.text
     assert snap.open_orders == () and snap.position("TQQQ") == 94 and len(snap.executions) == 1
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_an_order_tws_lists_twice_is_one_open_order(bars, tmp_path, lib):
+    """TWS sends an order's openOrder again when it changes; one that arrives while the
+    open-orders request is answered is in the client's answer twice. The snapshot lists each
+    order once: a partly filled BUY counted twice is a false S1 in Reconstruct 5."""
+
+    async def main():
+        async with connected(bars, tmp_path, lib, partial_fill_shares=30) as (sim, broker, events):
+            buy = broker.place(OrderRequest("TQQQ", Side.BUY, 94, D("200.00"), ref="tqqq_grid:BUY:L0:M50.00"))
+            await until(lambda: of(events, OrderUpdate))
+            await sim.advance(1)
+            await until(lambda: of(events, Fill))
+            sim.add_fault("repeat-open-orders@next")
+            snap = await broker.snapshot(None)
+            return buy, snap
+
+    buy, snap = run(main())
+    (order,) = snap.open_orders
+    assert (order.order_id, order.quantity, order.filled) == (buy, 94, 30)
+    assert snap.position("TQQQ") == 30

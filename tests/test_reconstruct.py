@@ -288,6 +288,39 @@ def test_incomplete_buy_makes_no_lot_and_counts_in_the_position():
     assert [p.slot.level for p in r.to_place] == [1, 2, 3]
 
 
+def test_an_order_the_broker_lists_twice_counts_once():
+    """Seen under load through TWS: a partly filled Level-0 BUY's openOrder, sent again while the
+    open-orders request was answered, was in the list twice; its 30 shares counted twice made a
+    false "fewer shares than the lots" (S1) that stopped the bot."""
+    params = TqqqGridConfig()
+    w = World(params, LM, D("51.23"), [])
+    entry = OpenOrder("17", SYM, Side.BUY, 94, 30, D("51.36"), ref=entry_tag(SID, D("51.23"), 1704207930000),
+                      placed_ns=5, avg_fill_price=D("51.23"), perm_id="1000000012")
+    execs = [Fill("e9", "17", 50, SYM, Side.BUY, 30, D("51.23"), D("1"), entry.ref, 94, 30, D("51.23"),
+                  perm_id="1000000012")]
+    older = replace(entry, filled=0, avg_fill_price=None)  # a copy from before the fill
+    for orders in ([entry, entry], [older, entry], [entry, older]):
+        snap = snapshot(w, True, "none", extra_orders=orders, executions=execs, position=30)
+        r = reconstruct(snap, params, LM, SID, None)
+        assert r.ok, r.findings
+        assert r.entry_order is not None and (r.entry_order.order_id, r.entry_order.filled) == ("17", 30)
+        assert r.live_buys == () and r.cancelled_buys == ()  # not a "second Level-0 BUY" of itself
+        assert any("listed order 17 twice" in f for f in r.findings)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(w=worlds(), queue=st.sampled_from(["tagged", "untagged", "none"]), data=st.data())
+def test_orders_listed_twice_change_nothing(w, queue, data):
+    snap = snapshot(w, True, queue)
+    twice = data.draw(st.lists(st.sampled_from(snap.open_orders), min_size=1, max_size=5))
+    doubled = replace(snap, open_orders=snap.open_orders + tuple(twice))
+    a = reconstruct(snap, w.params, w.lot_map, SID, None)
+    b = reconstruct(doubled, w.params, w.lot_map, SID, None)
+    assert b.ok == a.ok and got_lots(b) == got_lots(a)
+    assert (b.to_place, b.entry_order, b.live_buys, b.cancelled_buys, b.anchor) == \
+        (a.to_place, a.entry_order, a.live_buys, a.cancelled_buys, a.anchor)
+
+
 # ----------------------------------------------------------------------------- Reconstruct 5
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(w=worlds(), extra=st.integers(1, 50), policy=st.sampled_from(["alert", "adopt"]))

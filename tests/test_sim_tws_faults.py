@@ -308,7 +308,7 @@ def test_fault_syntax_accepted(spec):
 
 @pytest.mark.parametrize("spec", ["drop", "boom@tick=1", "drop@tick=x", "partial=0", "reject201@ref=",
                                   "reject201", "away@tick=3", "drop@after=2s", "1100@tick=1,tick=2x",
-                                  "duplicate-exec", "drop@time=noon"])
+                                  "duplicate-exec", "drop@time=noon", "repeat-open-orders"])
 def test_fault_syntax_refused(spec):
     with pytest.raises(FaultSyntaxError):
         parse_fault(spec)

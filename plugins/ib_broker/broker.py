@@ -256,7 +256,11 @@ class IbBroker:
                 break
             log.info("an execution arrived while the snapshot was being read: reading it again (%d)", attempt)
         own = self.config.client_id
-        stock = [t for t in trades if t.contract.secType == "STK"]
+        # One entry per order: TWS sends an order's openOrder again when it changes, and one that
+        # arrives while the request is open is in its answer too (the same Trade, listed twice).
+        # Counted twice, its filled shares would be a false "fewer shares than the lots" (S1).
+        stock = list({self._key(t.order.clientId, t.order.orderId, t.order.permId): t
+                      for t in trades if t.contract.secType == "STK"}.values())
         quantities = {self._key(t.order.clientId, t.order.orderId, t.order.permId): int(t.order.totalQuantity)
                       for t in list(stock) + [t for t in ib.trades() if t.contract.secType == "STK"]}
         # The client keeps one Fill per execution, and the commission report that follows a

@@ -677,6 +677,13 @@ class Exchange:
                     return True
         return False
 
+    def _repeat_open_orders(self) -> bool:
+        for f in self.fault_list:
+            if f.kind == "repeat-open-orders" and (f.count is None or f.count > 0):
+                f.use()
+                return True
+        return False
+
     def _after_fill_updates(self) -> None:
         """Position and portfolio subscribers hear about the new position (as TWS pushes them)."""
         for s in self.sessions.values():
@@ -690,13 +697,14 @@ class Exchange:
     # ================================================================== requests
     def send_open_orders(self, session: Session, all_clients: bool) -> None:
         cid = session.client_id
+        repeat = 2 if self._repeat_open_orders() else 1
         out = []
         for o in sorted(self.orders.values(), key=lambda x: x.perm_id):
             if not (o.working or o.status in ("PendingSubmit", "Inactive")):
                 continue
             if all_clients or o.client_id == cid or cid == self.master_client_id:
                 v = self.view(o)
-                out.append(codec.open_order(v, self.instrument) + codec.order_status(v))
+                out.extend([codec.open_order(v, self.instrument) + codec.order_status(v)] * repeat)
         out.append(codec.open_order_end())
         session.send(b"".join(out))
 

@@ -20,6 +20,9 @@ or passed to :meth:`SimTws.add_fault` as the same text or a :class:`Fault`:
                           tick (``@ref=PATTERN``, ``@all``)
 ``duplicate-exec@exec=N`` the Nth execution of the account (1-based) is reported twice
 ``duplicate-exec@all``    every execution is reported twice
+``repeat-open-orders@next`` the next answer to reqOpenOrders/reqAllOpenOrders lists every order
+                          twice, as TWS does when an order changes while the list is being sent
+                          (``@all``: every answer; ``count=K``)
 ``partial=N``             the venue fills at most N shares of an order per tick
 ========================  ==============================================================
 
@@ -42,7 +45,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 SCHEDULED = {"drop", "1100", "1101", "1102", "restart", "away"}
 ORDER_FAULTS = {"reject201", "inactive", "delay-acks"}
-KINDS = SCHEDULED | ORDER_FAULTS | {"duplicate-exec", "partial"}
+KINDS = SCHEDULED | ORDER_FAULTS | {"duplicate-exec", "repeat-open-orders", "partial"}
 
 
 class FaultSyntaxError(ValueError):
@@ -183,6 +186,11 @@ def _check(f: Fault) -> None:
     elif f.kind == "duplicate-exec":
         if f.exec_n is None and not f.all and not f.next:
             raise FaultSyntaxError(f"{t!r}: say which execution: exec=N, next or all")
+        if f.next and f.count is None:
+            f.count = 1
+    elif f.kind == "repeat-open-orders":
+        if not f.all and not f.next:
+            raise FaultSyntaxError(f"{t!r}: say which answers: next or all")
         if f.next and f.count is None:
             f.count = 1
 

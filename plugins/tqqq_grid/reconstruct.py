@@ -88,10 +88,26 @@ class _Seen:
     client_id: int | None = None  # the client the snapshot was read by
 
 
+def _once_each(orders: Iterable[OpenOrder], sym: str, w: _Work) -> list[OpenOrder]:
+    """One entry per order (its stable id). A broker may list an order twice, a copy that
+    changed while the list was being sent among them (TWS does): counted twice, its filled
+    shares would make the position check fail. The copy with the most filled is the newer."""
+    kept: dict[str, OpenOrder] = {}
+    for o in orders:
+        prev = kept.get(o.stable_id)
+        if prev is not None:
+            if prev.symbol == sym:
+                w.note(f"note: the broker listed order {o.order_id} twice: counted once")
+            if o.filled < prev.filled:
+                continue
+        kept[o.stable_id] = o
+    return list(kept.values())
+
+
 def _classify(snapshot: BrokerSnapshot, sym: str, strategy_id: str, w: _Work) -> _Seen:
     """Reconstruct 1: the open orders of every client id, the executions, the position."""
     seen = _Seen(client_id=snapshot.client_id)
-    for o in snapshot.open_orders:
+    for o in _once_each(snapshot.open_orders, sym, w):
         if o.symbol != sym or o.remaining <= 0:
             continue
         seen.open_ids.add(o.order_id)
