@@ -18,6 +18,14 @@ settings.register_profile("bothost", deadline=None)
 settings.load_profile("bothost")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that pip-installs packages must not run beside others (pytest -n): every bothost
+    run loads every installed plugin, and another worker's would see them half installed."""
+    if "installs" in item.keywords and os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.fail("this test installs packages into the venv: run it alone, as the README's test command does "
+                    "(pytest -m installs, without -n)", pytrace=False)
 CONFIGS = REPO / "configs"
 PAPER = CONFIGS / "tqqq-paper.yaml"
 

@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 from support.pip_install import pip, uninstall
 
+# They install packages into this venv, which every bothost run (any test's) would load.
+pytestmark = pytest.mark.installs
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PACKAGES = ("ma_cross", "fills_csv")
 

@@ -20,6 +20,9 @@ from click.testing import CliRunner
 
 from bothost.cli import cli
 
+# They install packages into this venv, which every bothost run (any test's) would load.
+pytestmark = pytest.mark.installs
+
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("strategy", "broker", "feed", "notifier")
 #: Names no one has installed: a generated package is importable under its name.
