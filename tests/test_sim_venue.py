@@ -174,3 +174,25 @@ def test_checkpoint_round_trip_resumes_identically(tmp_path, events):
     assert [(f.order_id, f.price, f.quantity) for f in fa] == [(f.order_id, f.price, f.quantity) for f in fb]
     assert a.place(buy("1.00")) == b.place(buy("1.00"))  # order ids continue identically
     assert (tmp_path / "v.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_checkpoint_stores_plain_text_and_integers(tmp_path, events):
+    """The paper account's file holds what a user's own SQL reads plainly: statuses, sides and
+    order types as their text, flags as 0/1, prices as text with their decimals."""
+    import sqlite3
+
+    v = Venue(events.append, Commission())
+    tick(v, 1, 10000)
+    v.place(buy("100.25", ref="a"))
+    v.place(OrderRequest("TQQQ", Side.BUY, 5, D("99.00"), OrderType.LIMIT_IF_TOUCHED, D("99.50"), ref="lit"))
+    tick(v, 2, 10020)  # the BUY at 100.25 fills; the LIT waits untriggered
+    store = VenueStore(tmp_path / "v.sqlite")
+    store.checkpoint(v)
+    store.close()
+    db = sqlite3.connect(tmp_path / "v.sqlite")
+    orders = db.execute("SELECT ref, side, typeof(side), order_type, status, triggered, typeof(triggered), fresh, "
+                        "outside_rth FROM orders ORDER BY id").fetchall()
+    assert orders == [("a", "BUY", "text", "LMT", "filled", 1, "integer", 0, 1),
+                      ("lit", "BUY", "text", "LIT", "submitted", 0, "integer", 0, 1)]
+    execs = db.execute("SELECT side, typeof(side), price, commission, order_avg FROM executions").fetchall()
+    assert execs == [("BUY", "text", "100.20", "1.00", "100.20")]

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import sqlite3
-from operator import attrgetter
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,9 +66,23 @@ class _DecimalMemo(dict):
 #: an execution's columns, in Fill's field order
 _SELECT_EXECUTIONS = ("SELECT exec_id, order_id, time_ns, symbol, side, quantity, price, commission, ref, "
                       "order_quantity, order_filled, order_avg FROM executions")
-#: an orders row, in the table's column order (bools bind as 0/1)
-_ORDER_ROW = attrgetter("id", "seq", "symbol", "side", "quantity", "filled", "limit", "order_type", "aux", "ref",
-                        "placed_ns", "status", "triggered", "fresh", "value", "tif", "outside_rth")
+
+
+# Rows are bound with exact built-in types only: sqlite3 stores a str enum as its text and a bool
+# as 0/1 either way, but for any other type it first looks for an adapter (a failed __conform__
+# lookup, an exception raised and cleared, per value). Six such values per order row were two
+# thirds of a checkpoint's cost on a replay with many fills. The stored bytes are the same.
+def _order_rows(orders):
+    """The orders rows, in the table's column order."""
+    return [(o.id, o.seq, o.symbol, o.side._value_, o.quantity, o.filled, o.limit, o.order_type._value_, o.aux,
+             o.ref, o.placed_ns, o.status._value_, 1 if o.triggered else 0, 1 if o.fresh else 0, o.value, o.tif,
+             1 if o.outside_rth else 0) for o in orders]
+
+
+def _execution_rows(fills):
+    """The executions rows (without ``n``, which SQLite numbers)."""
+    return [(f.exec_id, f.order_id, f.time_ns, f.symbol, f.side._value_, f.quantity, str(f.price),
+             str(f.commission), f.ref, f.order_quantity, f.order_filled, str(f.order_avg_price)) for f in fills]
 
 
 class VenueStore:
@@ -272,17 +285,13 @@ class VenueStore:
         db.execute("BEGIN")
         try:
             if venue.dirty_orders:
-                # A row per order straight from its attributes (attrgetter builds the tuple in C):
-                # str enums bind as their text and bools as 0/1, no conversion per row.
                 db.executemany("INSERT OR REPLACE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                               map(_ORDER_ROW, venue.dirty_orders.values()))
+                               _order_rows(venue.dirty_orders.values()))
             if venue.unsaved:
                 db.executemany(
                     "INSERT INTO executions (exec_id, order_id, time_ns, symbol, side, quantity, price, "
                     "commission, ref, order_quantity, order_filled, order_avg) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(f.exec_id, f.order_id, f.time_ns, f.symbol, f.side, f.quantity, str(f.price),
-                      str(f.commission), f.ref, f.order_quantity, f.order_filled, str(f.order_avg_price))
-                     for f in venue.unsaved],
+                    _execution_rows(venue.unsaved),
                 )
             meta = {
                 "schema": SCHEMA_VERSION,
