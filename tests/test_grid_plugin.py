@@ -317,6 +317,8 @@ def test_rejected_sell_alerts_and_rejected_buy_is_dropped(make, caplog):
     assert sorted(b.level for b in g.book.buys.values()) == [1, 3]  # L2 stays out of the book
     assert sorted(parse_tag(o.ref).level for o in g.open_orders(BUY)) == [1, 3]
     assert not g.book.halted and g.engine.alert is None
+    warned = g.engine.warnings["tqqq_grid: BUY rejected by the broker"]  # the trader is told, not only the log
+    assert warned["count"] == 1 and "L2" in warned["details"] and "after its next fill" in warned["details"]
 
     g2 = make(reject_refs=[":SELL:"]).start()
     g2.tick(at(0), 10000)
@@ -334,6 +336,7 @@ def test_rejected_entry_backs_off(make):
     g.ticks([10000] * 10)
     assert [p.time_ns for p in g.placed] == [at(0), at(8)]  # at 0 s and again once l0_timeout has passed
     assert not g.book.halted and g.engine.alert is None and g.open_orders() == []
+    assert g.engine.warnings["tqqq_grid: BUY rejected by the broker"]["count"] == 2  # one title, counted
 
 
 def test_unknown_fill_alerts(make):

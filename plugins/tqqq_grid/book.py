@@ -520,9 +520,19 @@ class Book:
             b.filled = update.filled
             b.avg_price = update.avg_fill_price if update.avg_fill_price is not None else b.avg_price
         if update.status is OrderStatus.REJECTED:
-            self.log.warning("BUY %s (%s) rejected: %s; left out of the book", b.order_id, b.ref, update.message or "no reason given")
+            why = update.message or "no reason given"
+            self.log.warning("BUY %s (%s) rejected: %s; left out of the book", b.order_id, b.ref, why)
             if b.is_entry:
                 self._entry_retry_ns = update.time_ns + self.timeout_ns
+            # A broker that keeps refusing (margin, permissions, a price band) leaves the grid
+            # without the levels it is configured to hold, and the re-placements fail quietly
+            # in the log: the trader is told (once, then at most hourly live; counted).
+            then = (f"a new Level-0 BUY is tried after {self.timeout_ns // 1_000_000_000} s" if b.is_entry
+                    else "the grid places that level again after its next fill")
+            ctx.warn(f"{self.strategy_id}: BUY rejected by the broker",
+                     f"BUY {b.order_id} (L{b.level}, {b.quantity} {self.symbol} @ {b.price}, tag {b.ref}) was "
+                     f"rejected: {why}; {then}. If it keeps happening, check the account (buying power, "
+                     f"trading permissions) and the order in TWS.")
         elif not requested:
             self.log.warning("BUY %s (%s) was cancelled outside the bot", b.order_id, b.ref)
         if b.filled > 0:
