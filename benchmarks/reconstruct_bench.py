@@ -74,7 +74,7 @@ def measure(runs: int) -> dict:
             engine = Engine(pm=pm, broker=broker, strategies=[("tqqq_grid", strategy)],
                             state=StateStore(state / "bot_state.json"), live_state_flush=False)
 
-            async def once():
+            async def once(broker=broker, engine=engine):  # this turn's (run at once, below)
                 await broker.connect()
                 start = time.perf_counter()
                 await engine.reconstruct(None)

@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent))
-import numpy as np, pyarrow as pa, pyarrow.csv as pcsv, pyarrow.compute as pc
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.compute as pc
 from bothost_plugins.replay_feed import times as T
 
 import benchlib as bl  # noqa: E402
@@ -19,7 +22,9 @@ col = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(include_columns=["
 def best(f, n=3):
     r = []
     for _ in range(n):
-        t = time.perf_counter(); out = f(); r.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = f()
+        r.append(time.perf_counter() - t)
     return min(r), out
 res = {}
 # 1. text with offsets -> UTC ns

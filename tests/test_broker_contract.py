@@ -24,7 +24,6 @@ from bothost.errors import InputError
 from bothost.hookspecs import BrokerDown, BrokerUnavailable, BuildEnv, hookimpl
 from bothost.model import (
     BrokerSnapshot,
-    CommissionReport,
     ConnectionEvent,
     ConnectionState,
     Fill,
@@ -39,7 +38,6 @@ from bothost.model import (
 from bothost.plugins import make_manager
 from bothost.state import StateStore
 from bothost_plugins.sim_broker.plugin import SimBroker, SimBrokerConfig
-from bothost_plugins.tqqq_grid.invariants import check_invariants
 from conftest import run_in_process
 from test_grid_replay import InvariantChecker
 

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import re
-import shlex
 import signal
 import stat
 import subprocess

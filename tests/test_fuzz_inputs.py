@@ -185,7 +185,7 @@ def test_a_missing_lot_map_is_reported_at_the_config_line_that_names_it(runner, 
     for command in (["validate", "tqqq-paper.yaml"], ["run", "tqqq-paper.yaml", "--state", "S", "--out", "O"],
                     ["backtest", "tqqq-paper.yaml", "--out", "B"]):
         res = runner.invoke(command, folder)
-        m = _bad(res)
+        _bad(res)
         assert res.stderr.startswith(f"error: tqqq.yaml:{line}:{col}: lots: no such file nosuch.csv\n"), res.stderr
         assert str(folder / "nosuch.csv") in res.stderr  # the hint says where it looked
         for made in ("S", "O", "B"):

@@ -72,7 +72,7 @@ def _bars_file(tmp_path, step_s, n, with_gaps_and_bad_rows=False):
     rng = random.Random(step_s)
     closes, x = [], math.log(60.0)
     lo, hi = math.log(20.0), math.log(120.0)  # reflected: a long series stays a tradeable price
-    for i in range(n):
+    for _ in range(n):
         x += rng.gauss(0, 0.004 if step_s < 3600 else 0.03)
         x = lo + abs(x - lo) if x < lo else (hi - abs(x - hi) if x > hi else x)
         closes.append(math.exp(x))

@@ -23,6 +23,7 @@ D = Decimal
 SID = "tqqq_grid"
 SYM = "TQQQ"
 LM = load_lot_map(Path(__file__).resolve().parents[1] / "configs" / "tqqq_lots.csv")
+A100 = D("100.00")
 SMALL = LotMap((5, 4, 3, 3, 2, 2, 2, 1, 1, 1))
 
 
@@ -419,7 +420,7 @@ def test_unreadable_own_tag_alerts_and_foreign_orders_are_left_alone():
 
 
 # ----------------------------------------------------------------------------- Reconstruct 3: the anchor
-def _w(levels, anchor=D("100.00"), params=None, lot_map=LM):
+def _w(levels, anchor=A100, params=None, lot_map=LM):
     params = params or TqqqGridConfig()
     t = trigger_chain(anchor, params.buy_step, len(lot_map))
     return World(params, lot_map, anchor, [TrueLot(lv, t[lv], lot_map.shares[lv], 0, oid(), oid()) for lv in levels])

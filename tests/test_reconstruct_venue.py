@@ -7,7 +7,6 @@ import logging
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 
 from bothost.hookspecs import BuildEnv
 from bothost.model import OrderRequest, OrderType, Side

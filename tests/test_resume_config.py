@@ -9,16 +9,12 @@ same way, before anything is placed, even with no local state at all.
 from __future__ import annotations
 
 import csv
-import logging
-import subprocess
-import sys
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
-from bothost.errors import InputError
-from bothost.model import OpenOrder, OrderStatus, OrderType, Side
+from bothost.model import OpenOrder, OrderStatus, Side
 from bothost_plugins.sim_tws.server import SimTwsThread
 from bothost_plugins.tqqq_grid.params import TqqqGridConfig
 from bothost_plugins.tqqq_grid.reconstruct import sells_off_target

@@ -34,7 +34,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from bothost_plugins.replay_feed.synthetic import write_csv
-from conftest import CONFIGS, PAPER, bothost
+from conftest import CONFIGS, PAPER
 
 KEY = "AKLEAKCANARY7Q3ZW1"
 SECRET = "sEcReT-canary-9X2-do-not-print"

@@ -147,7 +147,7 @@ def test_a_quote_files_quotes_are_its_own(quotefile):
             await sim.wait_finished(10)
             await until(lambda: len(s.quotes) == 20, 5)
             want = feed_ticks(quotefile)
-            for i, (q, (t, mid)) in enumerate(zip(s.quotes, want)):
+            for i, (q, (_t, mid)) in enumerate(zip(s.quotes, want)):
                 assert (round(q.bid_price * 100), round(q.ask_price * 100)) == (5000 + i, 5003 + i)
                 assert (q.bid_size, q.ask_size) == (i + 1, 2 * i + 1)
                 assert (round(q.bid_price * 100) + round(q.ask_price * 100) + 1) // 2 == mid  # the replay's tick
@@ -269,6 +269,7 @@ def test_rfc3339_keeps_nanoseconds():
 
 def test_auth_timeout(bars):
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     async def main():
         sim = await SimAlpaca(bars, pace="asap", auth_timeout_s=0.2).start()
@@ -277,8 +278,8 @@ def test_auth_timeout(bars):
                 assert msgpack.unpackb(await ws.recv()) == [{"T": "success", "msg": "connected"}]
                 assert msgpack.unpackb(await asyncio.wait_for(ws.recv(), 2)) == \
                     [{"T": "error", "code": 404, "msg": "auth timeout"}]
-                with pytest.raises(Exception):
-                    await asyncio.wait_for(ws.recv(), 2)  # and closed
+                with pytest.raises(ConnectionClosed):  # closed (a TimeoutError would mean left open)
+                    await asyncio.wait_for(ws.recv(), 2)
         finally:
             await sim.stop()
     run(main())

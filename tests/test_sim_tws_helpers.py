@@ -184,7 +184,7 @@ class MiniGrid:
         self.buy = (buys[0][0], int(buys[0][1][1:])) if buys else None
         sells = {ref for _h, side, ref in open_orders if side == "SELL"} | \
             {ref for _t, side, _p, ref, _c in executions if side == "SELL"}
-        for t_s, side, price, ref, complete in executions:
+        for _t, side, price, ref, complete in executions:
             if side == "BUY" and complete and f"S:{ref}" not in sells:
                 self.b.place("SELL", 10, price + 40, f"S:{ref}", False)
                 sells.add(f"S:{ref}")

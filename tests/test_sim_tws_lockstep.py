@@ -156,12 +156,12 @@ def test_simulator_restart_mid_rehearsal_keeps_everything(walk, expected, tmp_pa
         try:
             ib, bot, pacer = await start_bot("ib_insync", sim, 11)
             for stop_at in (120, 390):
-                await until(lambda: sim.tick_index >= stop_at, 30)
+                await until(lambda: sim.tick_index >= stop_at, 30)  # noqa: B023 - awaited here, in this turn of the loop
                 before = [(e.exec_id, e.perm_id, e.order_id) for e in sim.executions()]
                 await sim.restart()
                 assert sim.port == port
                 assert [(e.exec_id, e.perm_id, e.order_id) for e in sim.executions()] == before
-                await until(lambda: not ib.isConnected(), 5)
+                await until(lambda: not ib.isConnected(), 5)  # noqa: B023 - awaited here, in this turn of the loop
                 ib, bot, pacer = await start_bot("ib_insync", sim, 11)
             await sim.wait_finished(30)
             assert sim_fills(sim) == expected

@@ -1,6 +1,6 @@
 """Lint and type checks, inside `pytest` (the README's test command) so that CI runs them too.
 
-``ruff check`` lints the host and the plugins with the rules in pyproject's ``[tool.ruff]``;
+``ruff check`` lints the host, the plugins, the tests and the benchmarks with the rules in pyproject's ``[tool.ruff]``;
 ``mypy`` type-checks the public contract a plugin author builds on (the files in
 ``[tool.mypy]``, strictly). Each runs as the command a developer would type, and a failure
 shows its whole output (both are in the ``test`` extra: ``pip install -e '.[test]'``).
@@ -19,9 +19,9 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def test_ruff_finds_nothing_in_the_host_and_the_plugins():
-    r = _run("ruff", "check", "--no-cache", "host", "plugins")
-    assert r.returncode == 0, f"ruff check host plugins:\n{r.stdout}{r.stderr}"
+def test_ruff_finds_nothing_in_the_host_the_plugins_the_tests_and_the_benchmarks():
+    r = _run("ruff", "check", "--no-cache", "host", "plugins", "tests", "benchmarks")
+    assert r.returncode == 0, f"ruff check host plugins tests benchmarks:\n{r.stdout}{r.stderr}"
 
 
 def test_mypy_accepts_the_public_contract(tmp_path):

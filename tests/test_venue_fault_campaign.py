@@ -41,7 +41,6 @@ from bothost_plugins.sim_broker.venue import BrokerLike, Commission, Venue
 from conftest import run_in_process
 from support.grid_driver import GridDriver
 from support.venue_faults import (
-    InvariantBroken,
     Mix,
     TwsMix,
     VenueObserver,
