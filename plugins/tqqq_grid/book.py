@@ -532,7 +532,7 @@ class Book:
             ctx.warn(f"{self.strategy_id}: BUY rejected by the broker",
                      f"BUY {b.order_id} (L{b.level}, {b.quantity} {self.symbol} @ {b.price}, tag {b.ref}) was "
                      f"rejected: {why}; {then}. If it keeps happening, check the account (buying power, "
-                     f"trading permissions) and the order in TWS.")
+                     f"trading permissions) and the order at the broker.")
         elif not requested:
             self.log.warning("BUY %s (%s) was cancelled outside the bot", b.order_id, b.ref)
         if b.filled > 0:
